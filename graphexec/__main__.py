@@ -1,0 +1,5 @@
+"""``python -m graphexec`` = the ``graphexec`` command."""
+
+from graphexec.cli.main import entry
+
+entry()

@@ -1,0 +1,1 @@
+"""The ``graphexec`` command line: ``main(argv) -> int`` over the public Python API."""

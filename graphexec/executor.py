@@ -1,0 +1,222 @@
+"""The executor: runs a plan forward and backward (the chain rule), one node at a time.
+
+It alone checks inputs against their declarations, sums gradients at fan-out, checks each
+gradient's shape and dtype against its input, and frees each node's ctx as soon as it is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from graphexec.errors import GraphError, GraphexecError
+from graphexec.gate import Ctx
+from graphexec.graph import Graph, InputDecl
+from graphexec.plan import ForwardSchedule, plan_for
+
+__all__ = ["Executor", "run", "check_input"]
+
+ndarray = np.ndarray
+
+
+def check_input(decl: InputDecl, value: Any) -> np.ndarray:
+    """``value`` as an array of the declared dtype and shape, or a GraphError saying why not.
+
+    Python numbers and lists are converted; numpy arrays must already have the declared float
+    dtype (no silent up- or down-casts); integer arrays are accepted for integer inputs.
+    """
+    want = decl.dtype
+    if isinstance(value, np.ndarray) and value.dtype == want:
+        arr = value
+    else:
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError) as e:
+            raise GraphError(f"input {decl.name!r}: cannot read {type(value).__name__} as an "
+                             f"array ({e})") from e
+        kind = arr.dtype.kind
+        if kind not in "biuf":
+            raise GraphError(f"input {decl.name!r} must be numeric ({want}), got {arr.dtype} data")
+        if isinstance(value, np.ndarray) and kind == "f" and want.kind == "f":
+            raise GraphError(f"input {decl.name!r} expects {want}, got a {arr.dtype} array; "
+                             f"convert it with .astype({want.name!r})")
+        if want.kind in "iu" and kind == "f":
+            raise GraphError(f"input {decl.name!r} expects integers ({want}), got {arr.dtype}")
+        arr = arr.astype(want)
+    if decl.shape is not None:
+        if len(decl.shape) != arr.ndim or any(
+                d is not None and d != n for d, n in zip(decl.shape, arr.shape)):
+            shape = "(" + ", ".join(map(str, decl.shape)) + ("," if len(decl.shape) == 1 else "") + ")"
+            raise GraphError(f"input {decl.name!r} expects shape {shape} (None = any size), "
+                             f"got {arr.shape}")
+    return arr
+
+
+class Executor:
+    """Runs one graph forward and backward. Compiles once; one executor per thread.
+
+    A ``forward()`` keeps what ``backward()`` needs; ``backward()`` uses it up and frees it, so a
+    second ``backward()`` needs a new ``forward()`` first (it raises a GraphError otherwise).
+    """
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.plan = plan_for(graph)
+        self._fwd: ForwardSchedule | None = None
+        self._vals: list[Any] | None = None
+        self._ctxs: list[Ctx | None] | None = None
+
+    def _feed(self, inputs: Mapping[str, Any] | None, kw: Mapping[str, Any]) -> list[Any]:
+        feed = dict(inputs or {}, **kw)
+        vals: list[Any] = [None] * self.plan.n_slots
+        for slot, decl in self.plan.inputs:
+            if decl.name in feed:
+                vals[slot] = check_input(decl, feed.pop(decl.name))
+        if feed:
+            raise GraphError(f"unknown input {sorted(feed)[0]!r}; the graph's inputs are "
+                             f"{self.graph.inputs}")
+        for slot, name in self.plan.params:
+            vals[slot] = self.graph.params[name]
+        return vals
+
+    def _missing(self, sched: ForwardSchedule, vals: list[Any]) -> None:
+        for name, s in sched.leaves:
+            if vals[s] is None:
+                raise GraphError(f"missing input {name!r}; pass it as {name}=... "
+                                 f"(the graph's inputs are {self.graph.inputs})")
+
+    def forward(self, inputs: Mapping[str, Any] | None = None, /, *,
+                outputs: Iterable[str] | None = None, **kw: Any) -> dict[str, np.ndarray]:
+        """Run forward and keep each node's ctx for ``backward``; returns the outputs by name."""
+        return self._forward(inputs, kw, outputs, keep=True)
+
+    def _forward(self, inputs: Mapping[str, Any] | None, kw: Mapping[str, Any],
+                 outputs: Iterable[str] | None, keep: bool) -> dict[str, np.ndarray]:
+        sched = self.plan.forward(outputs)
+        vals = self._feed(inputs, kw)
+        self._missing(sched, vals)
+        self._vals = self._ctxs = self._fwd = None
+        if keep:
+            ctxs: list[Ctx | None] = [None] * len(self.graph.nodes)
+            k = -1
+            try:
+                for gate, ins, out, k in sched.steps:
+                    ctx = Ctx()
+                    y = gate.forward(ctx, *[vals[s] for s in ins])
+                    vals[out] = y if type(y) is ndarray else np.asarray(y)
+                    ctxs[k] = ctx
+            except Exception as e:
+                _gate_failed(self.graph, k, "forward", e)
+            self._fwd, self._vals, self._ctxs = sched, vals, ctxs
+        else:
+            k = -1
+            try:
+                for (gate, ins, out, k), free in zip(sched.steps, sched.release):
+                    y = gate.forward(Ctx(), *[vals[s] for s in ins])
+                    vals[out] = y if type(y) is ndarray else np.asarray(y)
+                    for s in free:
+                        vals[s] = None
+            except Exception as e:
+                _gate_failed(self.graph, k, "forward", e)
+        return {name: vals[s] for name, s in sched.outputs}
+
+    def backward(self, seeds: Mapping[str, Any] | None = None, *,
+                 wrt: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """Backpropagate from ``seeds`` (default: ones for every float output computed) to
+        ``wrt`` (default: every float input and parameter); returns gradients by name."""
+        fwd, vals, ctxs = self._fwd, self._vals, self._ctxs
+        if fwd is None or vals is None or ctxs is None:
+            raise GraphError("backward() needs a forward() first (each forward() allows one "
+                             "backward(); run forward() again)")
+        self._fwd = self._vals = self._ctxs = None
+        grads: list[Any] = [None] * self.plan.n_slots
+        seeded = self._seed(fwd, vals, grads, seeds)
+        sched = self.plan.backward(fwd, seeded, self.plan.grad_leaves if wrt is None else wrt)
+        self._backward_loop(sched, vals, ctxs, grads)
+        return {name: _result(grads[s], vals[s]) for name, s in sched.wrt}
+
+    def _backward_loop(self, sched: Any, vals: list[Any], ctxs: list[Any], grads: list[Any]) -> None:
+        nodes = self.graph.nodes
+        k = -1
+        try:
+            for gate, ins, out, k, needs in sched.steps:
+                g = grads[out]
+                if g is None:
+                    continue
+                grads[out] = None
+                ctx = ctxs[k]
+                ctxs[k] = None
+                ctx.needs_grad = needs
+                dins = gate.backward(ctx, g)
+                if len(dins) != len(ins):
+                    raise GraphError(f"node {nodes[k].name!r}: gate {nodes[k].op!r} returned "
+                                     f"{len(dins)} gradients for {len(ins)} inputs")
+                for i, s in enumerate(ins):
+                    if needs[i]:
+                        d = dins[i]
+                        if type(d) is not ndarray:  # numpy turns 0-d results into scalars
+                            d = _as_array(nodes[k], i, d)
+                        v = vals[s]
+                        if d.shape != v.shape or d.dtype != v.dtype:
+                            _bad_gradient(nodes[k], i, d, v)
+                        cur = grads[s]
+                        grads[s] = d if cur is None else cur + d
+        except Exception as e:
+            _gate_failed(self.graph, k, "backward", e)
+
+    def _seed(self, fwd: ForwardSchedule, vals: list[Any], grads: list[Any],
+              seeds: Mapping[str, Any] | None) -> list[str]:
+        outs = dict(fwd.outputs)
+        if seeds is None:
+            seeds = {n: 1.0 for n, s in fwd.outputs if vals[s].dtype.kind == "f"}
+        for name, dout in seeds.items():
+            if name not in outs:
+                raise GraphError(f"cannot seed {name!r}: it is not an output computed by the last "
+                                 f"forward(); computed outputs: {list(outs)}")
+            v = vals[outs[name]]
+            try:
+                d = np.broadcast_to(np.asarray(dout, dtype=v.dtype), v.shape)
+            except ValueError:
+                raise GraphError(f"seed for {name!r} has shape {np.shape(dout)}; expected "
+                                 f"{v.shape} (or a scalar)") from None
+            s = outs[name]
+            grads[s] = d if grads[s] is None else grads[s] + d
+        return list(seeds)
+
+
+def _gate_failed(graph: Graph, k: int, phase: str, e: Exception) -> None:
+    """Re-raise a gate's own exception as a GraphError that names the node."""
+    if isinstance(e, GraphexecError) or k < 0:
+        raise e
+    n = graph.nodes[k]
+    raise GraphError(f"node {n.name!r} ({n.op}) failed in {phase}: {type(e).__name__}: {e}") from e
+
+
+def _as_array(node: Any, i: int, d: Any) -> np.ndarray:
+    if isinstance(d, (np.ndarray, np.generic)):
+        return np.asarray(d)
+    raise GraphError(f"node {node.name!r}: gate {node.op!r} v{node.version} (from {node.info.dist!r})"
+                     f" returned {type(d).__name__} as the gradient for input {i} "
+                     f"({node.inputs[i]!r}), which needs one; return an ndarray")
+
+
+def _bad_gradient(node: Any, i: int, d: Any, v: np.ndarray) -> None:
+    found = f"{d.dtype} {d.shape}"
+    raise GraphError(f"node {node.name!r}: gate {node.op!r} v{node.version} (from {node.info.dist!r})"
+                     f" returned a gradient for input {i} ({node.inputs[i]!r}) of {found}; "
+                     f"expected {v.dtype} {v.shape}, shaped like the input")
+
+
+def _result(g: np.ndarray | None, v: np.ndarray) -> np.ndarray:
+    if g is None:
+        return np.zeros_like(v)
+    return g if g.flags.writeable else np.array(g)
+
+
+def run(graph: Graph, inputs: Mapping[str, Any] | None = None, /, *,
+        outputs: Iterable[str] | None = None, **kw: Any) -> dict[str, np.ndarray]:
+    """Forward only (inference): keeps nothing for backward and frees each activation after its
+    last use; ``outputs`` selects a subset of the graph's outputs."""
+    return Executor(graph)._forward(inputs, kw, outputs, keep=False)

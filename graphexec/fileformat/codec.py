@@ -1,0 +1,313 @@
+"""Bytes of a ``.gx`` file ⇄ (:class:`Header`, tensors). See ``docs/format.md``.
+
+Layout: 24-byte preamble (magic, format version, flags, header length), msgpack header,
+zero padding to a 64-byte boundary, then the tensor section: each tensor little-endian in C order
+at a 64-byte aligned offset, zero padding between tensors, the section ending at end of file.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import struct
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import msgpack
+import numpy as np
+import pydantic
+
+from graphexec.errors import GraphFileError
+from graphexec.fileformat.schema import DTYPES, Header, TensorEntry
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAGIC",
+    "Limits",
+    "decode",
+    "encode",
+    "read_file",
+    "read_header",
+    "tensor_entries",
+    "write_file",
+]
+
+MAGIC = b"\x89GXF\r\n\x1a\n"
+FORMAT_VERSION = 1
+PREAMBLE = struct.Struct("<8sIIQ")  # magic, format version, flags (0), header length
+ALIGN = 64
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds that keep loading a hostile file cheap. Raise them for unusually large graphs."""
+
+    max_file_bytes: int = 1 << 40  # 1 TiB
+    max_header_bytes: int = 64 << 20  # 64 MiB
+    max_str_len: int = 1 << 16
+    max_array_len: int = 1 << 20
+    max_map_len: int = 1 << 16
+    max_depth: int = 16
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def align(n: int) -> int:
+    """The first multiple of 64 at or after ``n``."""
+    return -(-n // ALIGN) * ALIGN
+
+
+def tensor_entries(named: Sequence[tuple[str, np.ndarray]], start: int = 0) -> list[TensorEntry]:
+    """Lay tensors end to end at 64-byte aligned offsets, starting after ``start`` bytes."""
+    out, pos = [], start
+    for name, arr in named:
+        pos = align(pos)
+        out.append(TensorEntry(name=name, dtype=arr.dtype.name, shape=list(arr.shape),
+                               offset=pos, nbytes=arr.nbytes))
+        pos += arr.nbytes
+    return out
+
+
+# ---------------------------------------------------------------------------- encoding
+def _canonical(obj: Any) -> Any:
+    """Sort every dict by key so that equal headers give equal bytes."""
+    if isinstance(obj, dict):
+        return {k: _canonical(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(v) for v in obj]
+    return obj
+
+
+def _header_bytes(header: Header) -> bytes:
+    data = header.model_dump()
+    if data["training"] is None:
+        del data["training"]
+    return msgpack.packb(_canonical(data), use_bin_type=True, use_single_float=False)
+
+
+def _raw(arr: np.ndarray) -> memoryview:
+    le = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+    return memoryview(le.reshape(-1).view(np.uint8))
+
+
+def encode(header: Header, tensors: Sequence[np.ndarray]) -> Iterator[bytes | memoryview]:
+    """The file's bytes in chunks (tensors are not copied on little-endian machines)."""
+    hb = _header_bytes(header)
+    start = align(PREAMBLE.size + len(hb))
+    yield PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(hb))
+    yield hb
+    yield bytes(start - PREAMBLE.size - len(hb))
+    pos = 0
+    for entry, arr in zip(_all_entries(header), tensors, strict=True):
+        yield bytes(entry.offset - pos)
+        yield _raw(arr)
+        pos = entry.offset + entry.nbytes
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
+def write_file(path: str | os.PathLike[str], header: Header, tensors: Sequence[np.ndarray]) -> None:
+    """Write atomically: temp file in the same folder, fsync, rename over ``path``, fsync folder.
+
+    A crash at any moment leaves either the old file or the new one, and no temp file on error.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in encode(header, tensors):
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with suppress(OSError):  # make the rename itself durable; not possible on every platform
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+# ---------------------------------------------------------------------------- decoding
+def _all_entries(header: Header) -> list[TensorEntry]:
+    return header.params + (header.training.tensors if header.training else [])
+
+
+def _read_exact(f: BinaryIO, n: int, what: str) -> bytes:
+    data = f.read(n)
+    if len(data) != n:
+        raise GraphFileError(f"file is truncated: {what} needs {n} bytes, found {len(data)}")
+    return data
+
+
+def _check_preamble(f: BinaryIO, size: int, limits: Limits) -> int:
+    """Size cap → magic → version → header length cap; returns the header length."""
+    if size > limits.max_file_bytes:
+        raise GraphFileError(f"file is {size} bytes, over the limit of {limits.max_file_bytes}")
+    head = f.read(PREAMBLE.size)
+    if head[:8] != MAGIC[: len(head[:8])] or not head:
+        raise GraphFileError("not a graphexec file: wrong magic bytes (expected a .gx file)")
+    if len(head) < PREAMBLE.size:
+        raise GraphFileError(f"file is truncated: {size} bytes, shorter than the 24-byte preamble")
+    _, version, flags, hlen = PREAMBLE.unpack(head)
+    if version > FORMAT_VERSION:
+        raise GraphFileError(
+            f"file format version {version} is newer than this graphexec supports "
+            f"(version {FORMAT_VERSION}); upgrade graphexec to read it"
+        )
+    if version < 1 or flags != 0:
+        raise GraphFileError(f"invalid preamble: format version {version}, flags {flags:#x}")
+    if hlen > limits.max_header_bytes:
+        raise GraphFileError(f"header length {hlen} is over the limit of {limits.max_header_bytes}")
+    if PREAMBLE.size + hlen > size:
+        raise GraphFileError(f"file is truncated: header of {hlen} bytes runs past end of file")
+    return int(hlen)
+
+
+def _pairs_no_duplicates(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicate key in a map")
+    return out
+
+
+def _no_ext(code: int, data: bytes) -> Any:
+    raise ValueError(f"msgpack extension type {code} is not allowed")
+
+
+def _depth(obj: Any) -> int:
+    """Nesting depth of decoded msgpack, computed without recursion."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        if isinstance(node, dict):
+            stack.extend((v, d + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, d + 1) for v in node)
+    return deepest
+
+
+def _decode_header(raw: bytes, limits: Limits) -> Header:
+    try:
+        obj = msgpack.unpackb(
+            raw, raw=False, strict_map_key=True, use_list=True,
+            object_pairs_hook=_pairs_no_duplicates, ext_hook=_no_ext,
+            max_str_len=limits.max_str_len, max_bin_len=0, max_ext_len=0,
+            max_array_len=limits.max_array_len, max_map_len=limits.max_map_len,
+        )
+    except Exception as e:  # msgpack raises several types; all mean "bad header"
+        raise GraphFileError(f"header is not valid msgpack: {type(e).__name__}: {e}") from e
+    if _depth(obj) > limits.max_depth:
+        raise GraphFileError(f"header nests deeper than the limit of {limits.max_depth}")
+    try:
+        return Header.model_validate(obj)
+    except pydantic.ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "header"
+        more = f" (and {e.error_count() - 1} more problems)" if e.error_count() > 1 else ""
+        raise GraphFileError(f"invalid header at {where}: {err['msg']}{more}") from e
+
+
+def _check_tensor_index(header: Header, data_start: int, size: int) -> None:
+    """Each tensor: byte length = shape product × itemsize, at the next aligned offset; the
+    section ends exactly at end of file. Python ints, so no overflow."""
+    pos, seen = 0, set()
+    for e in _all_entries(header):
+        if e.name in seen:
+            raise GraphFileError(f"tensor {e.name!r} appears twice in the tensor index")
+        seen.add(e.name)
+        want = math.prod(e.shape) * np.dtype(DTYPES[e.dtype]).itemsize
+        if e.nbytes != want:
+            raise GraphFileError(
+                f"tensor {e.name!r}: {e.nbytes} bytes given, but {e.dtype} {tuple(e.shape)} "
+                f"needs {want}"
+            )
+        if e.offset != align(pos):
+            raise GraphFileError(
+                f"tensor {e.name!r} starts at offset {e.offset}, expected {align(pos)} "
+                "(tensors lie end to end at 64-byte aligned offsets, no gaps or overlaps)"
+            )
+        pos = e.offset + e.nbytes
+    if data_start + pos != size:
+        raise GraphFileError(
+            f"file is {size} bytes but its header describes {data_start + pos} "
+            f"({'trailing bytes' if size > data_start + pos else 'truncated'})"
+        )
+
+
+def _check_zero(pad: bytes, where: str) -> None:
+    if pad.count(0) != len(pad):
+        raise GraphFileError(f"padding {where} must be zero bytes")
+
+
+def _read_tensor(f: BinaryIO, e: TensorEntry) -> np.ndarray:
+    arr = np.empty(e.shape, dtype=DTYPES[e.dtype])
+    buf = memoryview(arr.reshape(-1).view(np.uint8))
+    got = 0
+    while got < e.nbytes:
+        n = f.readinto(buf[got:])
+        if not n:
+            raise GraphFileError(f"file is truncated inside tensor {e.name!r}")
+        got += n
+    if e.dtype == "bool" and buf.nbytes and max(buf) > 1:
+        raise GraphFileError(f"tensor {e.name!r}: bool bytes must be 0 or 1")
+    if sys.byteorder == "big":
+        arr = arr.byteswap().view(arr.dtype.newbyteorder())
+    return arr
+
+
+def _read(f: BinaryIO, size: int, limits: Limits, tensors: bool) -> tuple[Header, list[np.ndarray]]:
+    hlen = _check_preamble(f, size, limits)
+    header = _decode_header(_read_exact(f, hlen, "the header"), limits)
+    data_start = align(PREAMBLE.size + hlen)
+    _check_tensor_index(header, data_start, size)
+    if not tensors:
+        return header, []
+    _check_zero(_read_exact(f, data_start - PREAMBLE.size - hlen, "padding"), "after the header")
+    arrays, pos = [], 0
+    for e in _all_entries(header):
+        _check_zero(_read_exact(f, e.offset - pos, "padding"), f"before tensor {e.name!r}")
+        arrays.append(_read_tensor(f, e))
+        pos = e.offset + e.nbytes
+    return header, arrays
+
+
+def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[Header, list[np.ndarray]]:
+    """Validate ``data`` and return its header and tensors (params first, then training)."""
+    return _read(io.BytesIO(data), len(data), limits, tensors=True)
+
+
+def read_file(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS, *,
+              tensors: bool = True) -> tuple[Header, list[np.ndarray]]:
+    """Read and validate a file; with ``tensors=False`` only the header is read."""
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise GraphFileError(f"cannot open {os.fspath(path)!r}: {e.strerror}") from e
+    with f:
+        return _read(f, os.fstat(f.fileno()).st_size, limits, tensors)
+
+
+def read_header(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> Header:
+    """Only the validated header; the tensor bytes are never read."""
+    return read_file(path, limits, tensors=False)[0]

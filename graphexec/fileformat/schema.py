@@ -1,0 +1,116 @@
+"""Strict pydantic models of a ``.gx`` header (format version 1).
+
+Every model forbids unknown fields, takes no type coercion (``strict``) and is frozen.
+``docs/format.schema.json`` is generated from :class:`Header` and tested to be current.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+__all__ = [
+    "DTYPES",
+    "Header",
+    "InputSpec",
+    "NodeSpec",
+    "OpSpec",
+    "OutputSpec",
+    "TensorEntry",
+    "TrainingSection",
+]
+
+#: The closed dtype table: file name -> numpy little-endian type string.
+DTYPES: dict[str, str] = {
+    "float32": "<f4",
+    "float64": "<f8",
+    "int32": "<i4",
+    "int64": "<i8",
+    "bool": "|b1",
+}
+
+MAX_RANK = 32
+MAX_DIM = 2**62
+
+#: Names of values, ops, attributes: no path separators, spaces, control characters or markup.
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,127}$")]
+#: Distribution names and versions as PyPI spells them.
+DistText = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.+!<>\-]{0,128}$")]
+#: Free text (metadata values, string attributes): printable, bounded.
+Text = Annotated[str, StringConstraints(max_length=65536, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")]
+DType = Literal["float32", "float64", "int32", "int64", "bool"]
+Dim = Annotated[int, Field(ge=0, le=MAX_DIM)]
+Scalar = Union[bool, int, float, Text, None]
+#: Attribute values: scalars, lists of scalars, or lists of lists of scalars (depth is bounded).
+AttrValue = Union[Scalar, list[Scalar], list[list[Scalar]]]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class InputSpec(_Strict):
+    """A graph input: ``shape`` None means any shape; a None dimension means any size."""
+
+    name: Name
+    dtype: DType
+    shape: Optional[Annotated[list[Optional[Dim]], Field(max_length=MAX_RANK)]]
+
+
+class TensorEntry(_Strict):
+    """Where one tensor's bytes lie, relative to the start of the tensor section."""
+
+    name: Name
+    dtype: DType
+    shape: Annotated[list[Dim], Field(max_length=MAX_RANK)]
+    offset: Dim
+    nbytes: Dim
+
+
+class NodeSpec(_Strict):
+    """One gate application: ``op`` at ``version`` over named ``inputs`` with ``attrs``."""
+
+    name: Name
+    op: Name
+    version: Annotated[int, Field(ge=1, le=2**31)]
+    inputs: Annotated[list[Name], Field(max_length=4096)]
+    attrs: dict[Name, AttrValue]
+
+
+class OutputSpec(_Strict):
+    """A graph output ``name`` showing the value named ``value``."""
+
+    name: Name
+    value: Name
+
+
+class OpSpec(_Strict):
+    """An op the graph needs, with the distribution and version that provided it when saved."""
+
+    op: Name
+    version: Annotated[int, Field(ge=1, le=2**31)]
+    dist: DistText
+    dist_version: DistText
+
+
+class TrainingSection(_Strict):
+    """Training spec (how to train) and state (where a run stopped), for checkpoints."""
+
+    spec: dict[Name, AttrValue]
+    state: dict[Name, AttrValue]
+    tensors: list[TensorEntry]
+
+
+class Header(_Strict):
+    """The msgpack header of a ``.gx`` file. Tensors of ``params`` then of ``training`` lie
+    end to end, in that order, in the tensor section."""
+
+    name: Name
+    inputs: list[InputSpec]
+    params: list[TensorEntry]
+    nodes: list[NodeSpec]
+    outputs: list[OutputSpec]
+    ops: list[OpSpec]
+    metadata: dict[Name, Text]
+    training: Optional[TrainingSection] = None

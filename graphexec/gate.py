@@ -1,0 +1,75 @@
+"""The gate contract: a small class with a local forward and backward.
+
+A gate instance holds only its validated attributes (``self.attrs``); everything a run needs
+to remember between forward and backward goes on ``ctx``, a fresh scratch object per node and run.
+That keeps one loaded graph usable by many executors and threads at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["Gate", "Ctx", "NoAttrs", "unbroadcast"]
+
+
+class NoAttrs(BaseModel):
+    """Attribute model of a gate that takes no attributes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Ctx:
+    """Scratch space of one node for one run (the lecture's cache).
+
+    ``needs_grad`` holds one bool per input: a gate may skip (and return ``None`` for) a gradient
+    that nobody asked for. It is set by the executor before ``backward`` is called.
+    """
+
+    needs_grad: tuple[bool, ...]
+
+
+class Gate:
+    """Base class of every op.
+
+    Subclasses set ``name`` and ``version``, optionally an ``Attrs`` pydantic model, and define
+    ``forward(self, ctx, *inputs) -> ndarray`` and ``backward(self, ctx, dout) -> tuple``
+    returning one gradient per input, each shaped like that input (or ``None`` for an input
+    that takes no gradient, such as integer labels).
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[int] = 1
+    Attrs: ClassVar[type[BaseModel]] = NoAttrs
+
+    __slots__ = ("attrs",)
+
+    def __init__(self, attrs: BaseModel | None = None) -> None:
+        self.attrs = attrs if attrs is not None else self.Attrs()
+
+    def forward(self, ctx: Ctx, *inputs: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, ctx: Ctx, dout: np.ndarray) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<gate {self.name!r} v{self.version} {self.attrs!r}>"
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum ``grad`` back down to ``shape`` after numpy broadcasting.
+
+    Broadcasting copies a value along new or size-1 axes; the gradient of a copy is the sum
+    of the gradients of its copies (the lecture's "gradient adder" pattern).
+    """
+    if grad.shape == shape:
+        return grad
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1
+    )
+    out = grad.sum(axis=axes, keepdims=True) if axes else grad
+    return out.reshape(shape)

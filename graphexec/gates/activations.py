@@ -1,0 +1,135 @@
+"""Activation functions of the lecture (section 8): sigmoid, tanh, the ReLU family, ELU, maxout."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from graphexec.gate import Ctx, Gate, unbroadcast
+
+
+class Sigmoid(Gate):
+    """y = 1 / (1 + e^-x).  Local gradient dy/dx = y (1 - y)."""
+
+    name, version = "sigmoid", 1
+
+    def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
+        y = np.exp(-np.logaddexp(0.0, -x))  # = 1/(1+e^-x), without overflow for large |x|
+        ctx.y = y
+        return y
+
+    def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
+        y = ctx.y
+        return (dy * y * (1.0 - y),)
+
+
+class Tanh(Gate):
+    """y = tanh x = (e^x - e^-x) / (e^x + e^-x).  Local gradient dy/dx = 1 - y²."""
+
+    name, version = "tanh", 1
+
+    def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
+        ctx.y = np.tanh(x)
+        return ctx.y
+
+    def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
+        y = ctx.y
+        return (dy * (1 - y * y),)
+
+
+class ReLU(Gate):
+    """y = max(0, x).  Local gradient 1 where x > 0, else 0 (also at exactly x = 0).
+
+    The ReLU gate is a max gate against the constant 0: it lets dy through or blocks it.
+    """
+
+    name, version = "relu", 1
+
+    def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
+        ctx.mask = x > 0
+        return np.maximum(x, 0)
+
+    def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
+        return (np.where(ctx.mask, dy, 0),)
+
+
+class LeakyReLU(Gate):
+    """y = x if x > 0 else αx, with a fixed small slope α.  Local gradient 1 or α."""
+
+    name, version = "leaky_relu", 1
+
+    class Attrs(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        alpha: float = 0.01
+
+    def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
+        ctx.mask = x > 0
+        return np.where(ctx.mask, x, self.attrs.alpha * x)
+
+    def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
+        return (np.where(ctx.mask, dy, self.attrs.alpha * dy),)
+
+
+class PReLU(Gate):
+    """y = x if x > 0 else αx, where the slope α is an input that is learned.
+
+    α is a scalar (shape ()) or one slope per feature (shape (D,), broadcast over x's last axis).
+    Local gradients: dy/dx = 1 or α;  dy/dα = 0 or x, summed over every x that shares that α.
+    """
+
+    name, version = "prelu", 1
+
+    def forward(self, ctx: Ctx, x: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        ctx.x, ctx.alpha, ctx.mask = x, alpha, x > 0
+        return np.where(ctx.mask, x, alpha * x)
+
+    def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        x, alpha, mask = ctx.x, ctx.alpha, ctx.mask
+        dx = np.where(mask, dy, alpha * dy) if ctx.needs_grad[0] else None
+        dalpha = unbroadcast(np.where(mask, 0, x * dy), alpha.shape) if ctx.needs_grad[1] else None
+        return dx, dalpha
+
+
+class ELU(Gate):
+    """y = x if x > 0 else α(e^x - 1).  Local gradient 1 if x > 0 else αe^x.
+
+    e^x - 1 is computed with expm1 (accurate for small |x|), and only on min(x, 0),
+    so a large positive x never overflows the unused branch.
+    """
+
+    name, version = "elu", 1
+
+    class Attrs(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        alpha: float = 1.0
+
+    def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
+        ctx.mask, ctx.xneg = x > 0, np.minimum(x, 0)
+        return np.where(ctx.mask, x, self.attrs.alpha * np.expm1(ctx.xneg))
+
+    def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
+        return (np.where(ctx.mask, dy, self.attrs.alpha * np.exp(ctx.xneg) * dy),)
+
+
+class Maxout(Gate):
+    """z = maxₖ (x @ W[k] + b[k]) for x (N, D), W (k, D, H), b (k, H): the max of k affine pieces.
+
+    The max gate routes dz to the winning piece only (on a tie, the first one).  With
+    dzₖ = dz where piece k won, else 0:  dx = Σₖ dzₖ @ W[k]ᵀ,  dW[k] = xᵀ @ dzₖ,  db[k] = Σₙ dzₖ[n].
+    """
+
+    name, version = "maxout", 1
+
+    def forward(self, ctx: Ctx, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+        pieces = x @ w + b[:, None, :]  # (k, N, H): all pieces at once via matmul broadcasting
+        ctx.x, ctx.w, ctx.winner = x, w, pieces.argmax(axis=0)  # argmax picks the first on ties
+        return pieces.max(axis=0)
+
+    def backward(self, ctx: Ctx, dz: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        x, w = ctx.x, ctx.w
+        won = np.arange(w.shape[0])[:, None, None] == ctx.winner  # (k, N, H) one-hot over k
+        dzk = np.where(won, dz, 0)
+        dx = (dzk @ w.transpose(0, 2, 1)).sum(axis=0) if ctx.needs_grad[0] else None
+        dw = x.T @ dzk if ctx.needs_grad[1] else None
+        db = dzk.sum(axis=1) if ctx.needs_grad[2] else None
+        return dx, dw, db

@@ -1,0 +1,74 @@
+"""Loss functions: softmax cross-entropy, multiclass SVM (hinge) loss, and L2 regularisation.
+
+Each returns a scalar (a 0-d array of the scores' dtype).  Labels are integer class indices
+in range; they take no gradient, so backward returns None for them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphexec.gate import Ctx, Gate
+
+
+class SoftmaxCrossEntropy(Gate):
+    """L = (1/N) Σᵢ -log pᵢ,yᵢ  with  pᵢ = softmax(sᵢ),  for scores s (N, C) and labels y (N,).
+
+    Stable form: log pᵢⱼ = (sᵢⱼ - mᵢ) - log Σₖ e^(sᵢₖ - mᵢ) with mᵢ = maxₖ sᵢₖ, so every
+    exponent is <= 0 and the sum is >= 1 (no overflow, no log 0).
+    Local gradient: dL/dsᵢⱼ = (pᵢⱼ - [j = yᵢ]) / N.
+    """
+
+    name, version = "softmax_cross_entropy", 1
+
+    def forward(self, ctx: Ctx, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        shifted = scores - scores.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        rows = np.arange(scores.shape[0])
+        ctx.p, ctx.rows, ctx.labels = np.exp(log_p), rows, labels
+        return np.asarray(-log_p[rows, labels].mean())
+
+    def backward(self, ctx: Ctx, dloss: np.ndarray) -> tuple[np.ndarray | None, None]:
+        if not ctx.needs_grad[0]:
+            return None, None
+        dscores = ctx.p.copy()  # copy: ctx.p stays the softmax
+        dscores[ctx.rows, ctx.labels] -= 1
+        return dscores * (dloss / len(ctx.rows)), None
+
+
+class SVMLoss(Gate):
+    """L = (1/N) Σᵢ Σ_{j≠yᵢ} max(0, sᵢⱼ - sᵢ,yᵢ + 1): the multiclass hinge loss with margin 1.
+
+    Local gradient: each positive margin adds +1 to its own score sᵢⱼ and -1 to the correct
+    score sᵢ,yᵢ; so dsᵢⱼ = [margin > 0] and dsᵢ,yᵢ = -(number of positive margins in row i),
+    all divided by N.
+    """
+
+    name, version = "svm_loss", 1
+
+    def forward(self, ctx: Ctx, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        rows = np.arange(scores.shape[0])
+        margins = np.maximum(0, scores - scores[rows, labels][:, None] + 1)
+        margins[rows, labels] = 0  # j = yᵢ is not part of the sum
+        ctx.positive, ctx.rows, ctx.labels, ctx.dtype = margins > 0, rows, labels, scores.dtype
+        return np.asarray(margins.sum() / len(rows))
+
+    def backward(self, ctx: Ctx, dloss: np.ndarray) -> tuple[np.ndarray | None, None]:
+        if not ctx.needs_grad[0]:
+            return None, None
+        dscores = ctx.positive.astype(ctx.dtype)
+        dscores[ctx.rows, ctx.labels] = -ctx.positive.sum(axis=1)
+        return dscores * (dloss / len(ctx.rows)), None
+
+
+class L2(Gate):
+    """y = ½ Σᵢ xᵢ² over every element (a scalar), e.g. a weight penalty.  Local gradient x."""
+
+    name, version = "l2", 1
+
+    def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
+        ctx.x = x
+        return np.asarray(0.5 * (x * x).sum())
+
+    def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
+        return (ctx.x * dy,)

@@ -1,0 +1,217 @@
+"""The graph stage: validated header ⇄ :class:`Graph` (nodes ordered by networkx, gates bound).
+
+Checks here: unique names, no dangling edges, outputs that exist, no cycles (the cycle is listed),
+each op resolved in the registry, each node's attributes validated by its gate's model, arity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import pydantic
+
+from graphexec.errors import GraphError
+from graphexec.fileformat import Header, tensor_entries
+from graphexec.fileformat.schema import InputSpec, NodeSpec, OpSpec, OutputSpec, TrainingSection
+from graphexec.gate import Gate
+from graphexec.registry import GateInfo, Registry, registry
+
+__all__ = ["Graph", "InputDecl", "Node", "NodeDef", "Training", "make_graph", "from_header", "to_header"]
+
+DTYPE_NAMES = ("float32", "float64", "int32", "int64", "bool")
+
+
+@dataclass(frozen=True)
+class InputDecl:
+    """A declared graph input. ``shape`` None: any shape; a None dimension: any size."""
+
+    name: str
+    dtype: np.dtype[Any]
+    shape: tuple[int | None, ...] | None
+
+
+@dataclass(frozen=True)
+class NodeDef:
+    """A node as written in a file or by the builder, before its gate is bound."""
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    version: int | None = None  # None: the installed gate's version
+
+
+@dataclass(frozen=True)
+class Node:
+    """A node with its gate bound: ``gate`` holds the validated attributes."""
+
+    name: str
+    op: str
+    version: int
+    inputs: tuple[str, ...]
+    attrs: Mapping[str, Any]
+    gate: Gate
+    info: GateInfo
+
+
+@dataclass
+class Training:
+    """The training section of a checkpoint: how to train (spec) and where a run stopped."""
+
+    spec: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Graph:
+    """A loaded or built graph: declared inputs, parameters, nodes in execution order, outputs.
+
+    ``params`` are writable arrays that optimisers update in place. A Graph is never written
+    during a run, so any number of executors (threads) can share it.
+    """
+
+    def __init__(self, name: str, inputs: Sequence[InputDecl], params: dict[str, np.ndarray],
+                 nodes: Sequence[Node], outputs: Mapping[str, str],
+                 metadata: Mapping[str, str] | None = None, training: Training | None = None):
+        self.name = name
+        self.input_decls = list(inputs)
+        self.params = params
+        self.nodes = list(nodes)
+        self.output_map = dict(outputs)
+        self.metadata = dict(metadata or {})
+        self.training = training
+
+    @property
+    def inputs(self) -> list[str]:
+        return [d.name for d in self.input_decls]
+
+    @property
+    def outputs(self) -> list[str]:
+        return list(self.output_map)
+
+    def __repr__(self) -> str:
+        return (f"<Graph {self.name!r}: inputs {self.inputs}, outputs {self.outputs}, "
+                f"{len(self.nodes)} nodes, {sum(p.size for p in self.params.values())} parameters>")
+
+
+# ---------------------------------------------------------------------------- checks
+def _check_names(inputs: Sequence[InputDecl], params: Mapping[str, np.ndarray],
+                 defs: Sequence[NodeDef], outputs: Mapping[str, str]) -> None:
+    seen: dict[str, str] = {}
+    for kind, name in ([("input", d.name) for d in inputs] + [("param", p) for p in params]
+                       + [("node", d.name) for d in defs]):
+        if name in seen:
+            raise GraphError(f"duplicate name {name!r}: used by a {seen[name]} and a {kind}")
+        seen[name] = kind
+    for d in defs:
+        for src in d.inputs:
+            if src not in seen:
+                raise GraphError(f"node {d.name!r} ({d.op}) reads {src!r}, which does not exist "
+                                 "(no input, parameter or node has that name)")
+    for out, src in outputs.items():
+        if src not in seen:
+            raise GraphError(f"output {out!r} shows {src!r}, which nothing produces")
+
+
+def _order(defs: Sequence[NodeDef]) -> list[NodeDef]:
+    """Topological order; ties keep the given order, so the result is deterministic."""
+    g = nx.DiGraph()
+    index = {d.name: i for i, d in enumerate(defs)}
+    g.add_nodes_from(index)
+    g.add_edges_from((src, d.name) for d in defs for src in d.inputs if src in index)
+    try:
+        order = list(nx.lexicographical_topological_sort(g, key=index.__getitem__))
+    except nx.NetworkXUnfeasible:
+        cycle = [u for u, _ in nx.find_cycle(g)]
+        raise GraphError(f"the graph has a cycle: {' -> '.join(cycle + cycle[:1])}") from None
+    return [defs[index[n]] for n in order]
+
+
+def _bind(d: NodeDef, reg: Registry, provenance: Mapping[str, tuple[str, str]]) -> Node:
+    dist, dist_version = provenance.get(d.op, ("", ""))
+    version = d.version
+    info = reg.resolve(d.op, version if version is not None else 1, dist, dist_version)
+    if info.n_inputs >= 0 and info.n_inputs != len(d.inputs):
+        raise GraphError(f"node {d.name!r}: op {d.op!r} takes {info.n_inputs} inputs, "
+                         f"got {len(d.inputs)}: {list(d.inputs)}")
+    try:
+        attrs = info.cls.Attrs.model_validate(dict(d.attrs))
+    except pydantic.ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise GraphError(f"node {d.name!r} ({d.op}): bad attribute {where!r}: {err['msg']}") from e
+    return Node(d.name, d.op, version if version is not None else info.version,
+                tuple(d.inputs), dict(d.attrs), info.cls(attrs), info)
+
+
+def make_graph(name: str, inputs: Sequence[InputDecl], params: dict[str, np.ndarray],
+               defs: Sequence[NodeDef], outputs: Mapping[str, str], *,
+               metadata: Mapping[str, str] | None = None, training: Training | None = None,
+               provenance: Mapping[str, tuple[str, str]] | None = None,
+               reg: Registry | None = None) -> Graph:
+    """Check, order and bind a graph. ``provenance`` maps op -> (dist, version) from a file."""
+    _check_names(inputs, params, defs, outputs)
+    reg = reg or registry()
+    nodes = [_bind(d, reg, provenance or {}) for d in _order(defs)]
+    return Graph(name, inputs, params, nodes, outputs, metadata, training)
+
+
+# ---------------------------------------------------------------------------- header <-> graph
+def from_header(header: Header, arrays: Sequence[np.ndarray]) -> Graph:
+    """Build a graph from a validated header and its tensors (params first, then training)."""
+    n = len(header.params)
+    params = {e.name: a for e, a in zip(header.params, arrays[:n])}
+    training = None
+    if header.training is not None:
+        t = header.training
+        training = Training(dict(t.spec), dict(t.state),
+                            {e.name: a for e, a in zip(t.tensors, arrays[n:])})
+    inputs = [InputDecl(s.name, np.dtype(s.dtype),
+                        None if s.shape is None else tuple(s.shape)) for s in header.inputs]
+    defs = [NodeDef(s.name, s.op, tuple(s.inputs), s.attrs, s.version) for s in header.nodes]
+    provenance = {o.op: (o.dist, o.dist_version) for o in header.ops}
+    return make_graph(header.name, inputs, params, defs, {o.name: o.value for o in header.outputs},
+                      metadata=header.metadata, training=training, provenance=provenance)
+
+
+def _plain(v: Any) -> Any:
+    """Attribute values as msgpack-able plain Python (tuples become lists, numpy scalars items)."""
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def to_header(g: Graph) -> tuple[Header, list[np.ndarray]]:
+    """The header and tensors that represent ``g`` in a file."""
+    pnamed = [(k, np.asarray(v)) for k, v in g.params.items()]
+    pentries = tensor_entries(pnamed)
+    end = pentries[-1].offset + pentries[-1].nbytes if pentries else 0
+    training, tnamed = None, []
+    if g.training is not None:
+        tnamed = [(k, np.asarray(v)) for k, v in g.training.tensors.items()]
+        training = TrainingSection(spec=g.training.spec, state=g.training.state,
+                                   tensors=tensor_entries(tnamed, end))
+    ops = sorted({(n.op, n.info.dist, n.info.dist_version, n.version) for n in g.nodes})
+    best: dict[str, OpSpec] = {}
+    for op, dist, dver, ver in ops:  # one entry per op, with the highest version the graph uses
+        best[op] = OpSpec(op=op, version=ver, dist=dist, dist_version=dver)
+    header = Header(
+        name=g.name,
+        inputs=[InputSpec(name=d.name, dtype=d.dtype.name,
+                          shape=None if d.shape is None else list(d.shape)) for d in g.input_decls],
+        params=pentries,
+        nodes=[NodeSpec(name=n.name, op=n.op, version=n.version, inputs=list(n.inputs),
+                        attrs={k: _plain(v) for k, v in n.attrs.items()}) for n in g.nodes],
+        outputs=[OutputSpec(name=k, value=v) for k, v in g.output_map.items()],
+        ops=list(best.values()),
+        metadata=g.metadata,
+        training=training,
+    )
+    return header, [a for _, a in pnamed] + [a for _, a in tnamed]

@@ -1,0 +1,149 @@
+"""The plan stage: a :class:`Graph` compiled once into flat, integer-indexed schedules.
+
+Every value (input, parameter, node output) gets a slot number. A forward schedule lists, for the
+nodes a set of outputs needs, ``(gate, input slots, output slot, node index)``; a backward schedule
+lists, in reverse, only the nodes through which a requested gradient flows, with each node's
+``needs_grad`` mask. The executor runs these lists with no graph or dict lookups.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from graphexec.errors import GraphError
+from graphexec.gate import Gate
+from graphexec.graph import Graph, InputDecl
+
+__all__ = ["Plan", "ForwardSchedule", "BackwardSchedule", "plan_for"]
+
+Step = tuple[Gate, tuple[int, ...], int, int]
+BackStep = tuple[Gate, tuple[int, ...], int, int, tuple[bool, ...]]
+
+
+@dataclass(frozen=True)
+class ForwardSchedule:
+    """Nodes to run for ``outputs``; ``release[i]``: slots whose last reader is step i;
+    ``leaves``: the graph inputs these nodes read, as (name, slot)."""
+
+    outputs: tuple[tuple[str, int], ...]
+    leaves: tuple[tuple[str, int], ...]
+    steps: tuple[Step, ...]
+    release: tuple[tuple[int, ...], ...]
+    computed: frozenset[int]
+
+
+@dataclass(frozen=True)
+class BackwardSchedule:
+    """Nodes to run backward (reverse order) so that gradients reach ``wrt``."""
+
+    steps: tuple[BackStep, ...]
+    wrt: tuple[tuple[str, int], ...]
+
+
+class Plan:
+    """Slot numbering plus cached schedules for one graph."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        names = graph.inputs + list(graph.params) + [n.name for n in graph.nodes]
+        self.slot = {name: i for i, name in enumerate(names)}
+        self.n_slots = len(names)
+        self.inputs: tuple[tuple[int, InputDecl], ...] = tuple(
+            (self.slot[d.name], d) for d in graph.input_decls)
+        self.params = tuple((self.slot[k], k) for k in graph.params)
+        self.node_inputs = [tuple(self.slot[s] for s in n.inputs) for n in graph.nodes]
+        self.node_out = [self.slot[n.name] for n in graph.nodes]
+        self.producer = {s: k for k, s in enumerate(self.node_out)}
+        self.grad_leaves = tuple(
+            [d.name for d in graph.input_decls if d.dtype.kind == "f"]
+            + [k for k, v in graph.params.items() if v.dtype.kind == "f"])
+        self._fwd: dict[frozenset[str], ForwardSchedule] = {}
+        self._bwd: dict[tuple[frozenset[str], frozenset[str], frozenset[str]], BackwardSchedule] = {}
+        self._lock = threading.Lock()
+
+    def output_slot(self, name: str) -> int:
+        try:
+            return self.slot[self.graph.output_map[name]]
+        except KeyError:
+            raise GraphError(f"graph {self.graph.name!r} has no output {name!r}; "
+                             f"its outputs are {self.graph.outputs}") from None
+
+    def forward(self, outputs: Iterable[str] | None = None) -> ForwardSchedule:
+        key = frozenset(self.graph.outputs if outputs is None else outputs)
+        sched = self._fwd.get(key)
+        if sched is None:
+            sched = self._compile_forward(key)
+            with self._lock:
+                self._fwd[key] = sched
+        return sched
+
+    def _compile_forward(self, outputs: frozenset[str]) -> ForwardSchedule:
+        outs = tuple((name, self.output_slot(name)) for name in self.graph.outputs if name in outputs)
+        missing = outputs - {n for n, _ in outs}
+        if missing:
+            self.output_slot(sorted(missing)[0])
+        needed = {s for _, s in outs}
+        for k in range(len(self.node_out) - 1, -1, -1):  # reverse topological sweep
+            if self.node_out[k] in needed:
+                needed.update(self.node_inputs[k])
+        ks = [k for k in range(len(self.node_out)) if self.node_out[k] in needed]
+        steps = tuple((self.graph.nodes[k].gate, self.node_inputs[k], self.node_out[k], k) for k in ks)
+        keep = {s for _, s in outs}
+        last: dict[int, int] = {}
+        for i, k in enumerate(ks):
+            for s in self.node_inputs[k]:
+                if s in self.producer:
+                    last[s] = i
+        release: list[list[int]] = [[] for _ in ks]
+        for s, i in last.items():
+            if s not in keep:
+                release[i].append(s)
+        leaves = tuple((d.name, s) for s, d in self.inputs if s in needed)
+        return ForwardSchedule(outs, leaves, steps, tuple(tuple(r) for r in release),
+                               frozenset(self.node_out[k] for k in ks))
+
+    def backward(self, fwd: ForwardSchedule, seeds: Iterable[str], wrt: Iterable[str]) -> BackwardSchedule:
+        key = (frozenset(n for n, _ in fwd.outputs), frozenset(seeds), frozenset(wrt))
+        sched = self._bwd.get(key)
+        if sched is None:
+            sched = self._compile_backward(fwd, key[1], key[2])
+            with self._lock:
+                self._bwd[key] = sched
+        return sched
+
+    def _compile_backward(self, fwd: ForwardSchedule, seeds: frozenset[str],
+                          wrt: frozenset[str]) -> BackwardSchedule:
+        for name in wrt:
+            if name not in self.grad_leaves:
+                raise GraphError(f"cannot take a gradient with respect to {name!r}: it is not a "
+                                 f"float input or parameter; choose from {list(self.grad_leaves)}")
+        wrt_slots = tuple((n, self.slot[n]) for n in self.grad_leaves if n in wrt)
+        requires = {s for _, s in wrt_slots}
+        for _, ins, out, _ in fwd.steps:  # forward sweep: what depends on a wrt leaf
+            if any(s in requires for s in ins):
+                requires.add(out)
+        flows = {self.output_slot(n) for n in seeds}
+        for _, ins, out, _ in reversed(fwd.steps):  # backward sweep: what reaches a seed
+            if out in flows:
+                flows.update(ins)
+        steps = tuple((gate, ins, out, k, tuple(s in requires for s in ins))
+                      for gate, ins, out, k in reversed(fwd.steps)
+                      if out in requires and out in flows)
+        return BackwardSchedule(steps, wrt_slots)
+
+
+_plan_lock = threading.Lock()
+
+
+def plan_for(graph: Graph) -> Plan:
+    """The graph's plan, compiled on first use and shared by every executor of the graph."""
+    plan = getattr(graph, "_plan", None)
+    if plan is None or plan.graph is not graph:
+        with _plan_lock:
+            plan = getattr(graph, "_plan", None)
+            if plan is None:
+                plan = Plan(graph)
+                graph._plan = plan  # type: ignore[attr-defined]
+    return plan

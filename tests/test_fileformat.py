@@ -1,0 +1,226 @@
+"""The .gx format: golden bytes, round trips, canonical encoding, atomic saves, and hostile files."""
+
+import json
+import os
+import struct
+import time
+
+import msgpack
+import numpy as np
+import pytest
+
+import graphexec as gx
+from graphexec.fileformat import FORMAT_VERSION, MAGIC, Header, read_header
+from graphexec.fileformat.codec import PREAMBLE, align
+
+from conftest import MODELS, ROOT
+
+
+def header_of(data: bytes) -> tuple[dict, int]:
+    _, _, _, hlen = PREAMBLE.unpack(data[:24])
+    return msgpack.unpackb(data[24:24 + hlen]), hlen
+
+
+def rebuild(h: dict, tensors: bytes = b"") -> bytes:
+    hb = msgpack.packb(h)
+    pad = bytes(align(24 + len(hb)) - 24 - len(hb))
+    return PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(hb)) + hb + pad + tensors
+
+
+def test_preamble_golden_bytes():
+    data = (MODELS / "add_mul.gx").read_bytes()
+    assert data[:8] == b"\x89GXF\r\n\x1a\n"
+    assert data[8:16] == b"\x01\x00\x00\x00\x00\x00\x00\x00"
+    h, hlen = header_of(data)
+    assert list(h) == sorted(h)  # canonical: keys sorted
+    assert h["nodes"][0] == {"attrs": {}, "inputs": ["x", "y"], "name": "q", "op": "add", "version": 1}
+    assert h["ops"][0] == {"dist": "graphexec", "dist_version": gx.__version__, "op": "add", "version": 1}
+    assert len(data) == align(24 + hlen)
+
+
+def test_tensor_section_layout():
+    data = (MODELS / "wx_norm.gx").read_bytes()
+    h, hlen = header_of(data)
+    start = align(24 + hlen)
+    (p,) = h["params"]
+    assert p == {"dtype": "float64", "name": "W", "nbytes": 32, "offset": 0, "shape": [2, 2]}
+    np.testing.assert_array_equal(np.frombuffer(data[start:start + 32], "<f8"), [0.1, 0.5, -0.3, 0.8])
+    assert len(data) == start + 32
+
+
+@pytest.mark.parametrize("name", ["add_mul.gx", "add_mul_sum.gx", "sigmoid_neuron.gx", "wx_norm.gx"])
+def test_save_load_reproduces_the_file_byte_for_byte(name, tmp_path):
+    src = MODELS / name
+    gx.save(gx.load(src), tmp_path / name)
+    assert (tmp_path / name).read_bytes() == src.read_bytes()
+    assert gx.dumps(gx.loads(src.read_bytes())) == src.read_bytes()
+
+
+def test_round_trip_of_every_dtype_and_alignment(tmp_path):
+    b = gx.GraphBuilder("dtypes", metadata={"note": "ünïcode ok\nline two"})
+    x = b.input("x", shape=(None, 3), dtype="float32")
+    b.input("labels", shape=(None,), dtype="int64")
+    arrays = {
+        "a": np.arange(3, dtype=np.float32), "b": np.arange(5, dtype=np.float64).reshape(5, 1),
+        "c": np.array([1, -2], dtype=np.int32), "d": np.array(7, dtype=np.int64),
+        "e": np.array([True, False, True]), "f": np.zeros((0, 4), dtype=np.float32),
+    }
+    for k, v in arrays.items():
+        b.param(k, v)
+    b.output(b.op("leaky_relu", b.op("add", x, "a"), alpha=0.25), "y")
+    g = b.build()
+    data = gx.dumps(g)
+    h, hlen = header_of(data)
+    assert all(p["offset"] % 64 == 0 for p in h["params"])
+    g2 = gx.loads(data)
+    for k, v in arrays.items():
+        assert g2.params[k].dtype == v.dtype and g2.params[k].flags.writeable
+        np.testing.assert_array_equal(g2.params[k], v)
+    assert g2.metadata == {"note": "ünïcode ok\nline two"}
+    assert g2.nodes[1].attrs == {"alpha": 0.25}
+    assert gx.dumps(g2) == data
+
+
+def test_json_schema_is_current():
+    committed = json.loads((ROOT / "docs" / "format.schema.json").read_text())
+    assert committed == Header.model_json_schema(), "regenerate docs/format.schema.json"
+
+
+def test_info_reads_only_the_header(tmp_path):
+    b = gx.GraphBuilder("big")
+    x = b.input("x", shape=(None, 1000))
+    b.output(b.op("matmul", x, b.param("W", np.zeros((1000, 1000)))), "y")
+    path = tmp_path / "big.gx"
+    gx.save(b.build(), path)
+    h = read_header(path)
+    assert h.params[0].shape == [1000, 1000]
+    with open(path, "r+b") as f:  # corrupt the tensor bytes' padding: header reading does not notice
+        f.seek(-8, os.SEEK_END)
+        f.write(b"\xff" * 8)
+    read_header(path)
+
+
+def test_atomic_save_leaves_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "m.gx"
+    gx.save(gx.load(MODELS / "add_mul.gx"), path)
+    before = path.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="No space left"):
+        gx.save(gx.load(MODELS / "wx_norm.gx"), path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.gx"]
+
+
+def test_saved_file_has_normal_permissions(tmp_path):
+    path = tmp_path / "m.gx"
+    gx.save(gx.load(MODELS / "add_mul.gx"), path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
+
+
+# ---------------------------------------------------------------------------- hostile files
+def valid() -> bytes:
+    return (MODELS / "wx_norm.gx").read_bytes()
+
+
+def mutate_header(fn) -> bytes:
+    data = valid()
+    h, hlen = header_of(data)
+    fn(h)
+    return rebuild(h, data[align(24 + hlen):])
+
+
+HOSTILE = {
+    "empty": (b"", gx.GraphFileError, "wrong magic"),
+    "random": (bytes(range(256)) * 4, gx.GraphFileError, "wrong magic"),
+    "wrong magic": (b"PK\x03\x04" + valid()[4:], gx.GraphFileError, "wrong magic"),
+    "future version": (valid()[:8] + struct.pack("<I", 7) + valid()[12:], gx.GraphFileError,
+                       r"format version 7 is newer than this graphexec supports \(version 1\)"),
+    "trailing bytes": (valid() + b"\0", gx.GraphFileError, "trailing bytes"),
+    "header past end": (valid()[:16] + struct.pack("<Q", 10**6) + valid()[24:], gx.GraphFileError,
+                        "runs past end of file"),
+    "gigantic header": (valid()[:16] + struct.pack("<Q", 2**63) + valid()[24:], gx.GraphFileError,
+                        "over the limit"),
+    "bad dtype": (mutate_header(lambda h: h["params"][0].update(dtype="object")), gx.GraphFileError,
+                  r"params\.0\.dtype"),
+    "big endian": (mutate_header(lambda h: h["params"][0].update(dtype=">f8")), gx.GraphFileError,
+                   r"params\.0\.dtype"),
+    "byte length": (mutate_header(lambda h: h["params"][0].update(nbytes=24)), gx.GraphFileError,
+                    r"24 bytes given, but float64 \(2, 2\) needs 32"),
+    "shape overflow": (mutate_header(lambda h: h["params"][0].update(shape=[2**62, 2**62, 2**62])),
+                       gx.GraphFileError, "needs"),
+    "gap": (mutate_header(lambda h: h["params"][0].update(offset=64)), gx.GraphFileError,
+            "expected 0"),
+    "unknown field": (mutate_header(lambda h: h.update(extra=1)), gx.GraphFileError, "extra"),
+    "bool as int": (mutate_header(lambda h: h["nodes"][0].update(version=True)), gx.GraphFileError,
+                    r"nodes\.0\.version"),
+    "path in name": (mutate_header(lambda h: h["nodes"][0].update(name="../etc")), gx.GraphFileError,
+                     r"nodes\.0\.name"),
+    "markup in name": (mutate_header(lambda h: h["inputs"][0].update(name="\x1b[31mx")),
+                       gx.GraphFileError, r"inputs\.0\.name"),
+    "dangling edge": (mutate_header(lambda h: h["nodes"][0].update(inputs=["W", "nope"])),
+                      gx.GraphFileError, r"reads 'nope', which does not exist"),
+    "cycle": (mutate_header(lambda h: h["nodes"][0].update(inputs=["W", "f"])), gx.GraphFileError,
+              r"cycle: q -> q2 -> f -> q|cycle"),
+    "duplicate name": (mutate_header(lambda h: h["nodes"][1].update(name="q")), gx.GraphFileError,
+                       "duplicate name 'q'"),
+    "output of nothing": (mutate_header(lambda h: h["outputs"][0].update(value="zz")),
+                          gx.GraphFileError, "output 'f' shows 'zz', which nothing produces"),
+    "unknown op": (mutate_header(lambda h: (h["nodes"][0].update(op="frobnicate"),
+                                            h["ops"].append({"op": "frobnicate", "version": 1,
+                                                             "dist": "frob-gates", "dist_version": "2.0"}))),
+                   gx.UnknownOpError, r"op 'frobnicate' version 1 .*'frob-gates'.*pip install frob-gates"),
+    "newer op version": (mutate_header(lambda h: h["nodes"][0].update(version=3)), gx.UnknownOpError,
+                         r"needs version 3.*installed gate is version 1"),
+    "bad attribute": (mutate_header(lambda h: h["nodes"][0].update(attrs={"bogus": 1})),
+                      gx.GraphFileError, r"bad attribute 'bogus'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_file(case):
+    data, err, msg = HOSTILE[case]
+    t0 = time.perf_counter()
+    with pytest.raises(err, match=msg):
+        gx.loads(data)
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_every_truncation_is_a_clean_error():
+    data = valid()
+    for n in range(len(data)):
+        with pytest.raises(gx.GraphFileError):
+            gx.loads(data[:n])
+
+
+def raw_header(payload: bytes) -> bytes:
+    return PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(payload)) + payload
+
+
+@pytest.mark.parametrize("payload, msg", [
+    (b"\x91" * 100_000 + b"\xc0", "deeper|not valid msgpack"),      # deep nesting
+    (b"\x81\x01\x02", "not valid msgpack"),                           # non-string key
+    (b"\xd4\x05\x00", "not valid msgpack"),                           # ext type
+    (b"\x82\xa1a\x01\xa1a\x02", "not valid msgpack"),                 # duplicate keys
+    (b"\xa2\xff\xfe", "not valid msgpack"),                           # invalid UTF-8
+    (b"\xdd\xff\xff\xff\xff", "not valid msgpack"),                   # gigantic declared array
+    (b"\xdb\xff\xff\xff\xff", "not valid msgpack"),                   # gigantic declared string
+    (b"\xc0\xc0", "not valid msgpack"),                               # two objects
+])
+def test_hostile_msgpack(payload, msg):
+    with pytest.raises(gx.GraphFileError, match=msg):
+        gx.loads(raw_header(payload))
+
+
+def test_load_error_names_the_file(tmp_path):
+    p = tmp_path / "bad.gx"
+    p.write_bytes(b"nope")
+    with pytest.raises(gx.GraphFileError, match=r"bad\.gx: not a graphexec file"):
+        gx.load(p)
+    with pytest.raises(gx.GraphFileError, match=r"cannot open"):
+        gx.load(tmp_path / "missing.gx")
