@@ -15,8 +15,43 @@ from graphexec.registry import register_gate
 
 __version__ = "0.1.0"
 
+# Heavier parts load on first use, so that `import graphexec` stays fast.
+_LAZY = {
+    "nn": ("graphexec.nn", None),
+    "optim": ("graphexec.optim", None),
+    "data": ("graphexec.data", None),
+    "testing": ("graphexec.testing", None),
+    "fit": ("graphexec.train", "fit"),
+    "predict": ("graphexec.train", "predict"),
+    "History": ("graphexec.train", "History"),
+    "gradcheck": ("graphexec.gradcheck", "gradcheck"),
+    "GradcheckReport": ("graphexec.gradcheck", "GradcheckReport"),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'graphexec' has no attribute {name!r}")
+    import importlib
+
+    module, attr = _LAZY[name]
+    mod = importlib.import_module(module)
+    value = mod if attr is None else getattr(mod, attr)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "Ctx",
+    "GradcheckReport",
+    "History",
+    "data",
+    "fit",
+    "gradcheck",
+    "nn",
+    "optim",
+    "predict",
+    "testing",
     "Executor",
     "Gate",
     "Graph",

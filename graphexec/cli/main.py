@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections import Counter
 from typing import Any
@@ -17,6 +18,9 @@ from graphexec.fileformat import read_header
 from graphexec.registry import registry
 
 __all__ = ["main", "entry"]
+
+#: Modules that add subcommands: each has ``register(subparsers)`` setting ``func`` on its parsers.
+EXTRA_COMMANDS = ("graphexec.cli.train", "graphexec.cli.draw", "graphexec.cli.onnx")
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -150,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("gates", help="every registered op, its version and distribution")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_gates)
+    for module in EXTRA_COMMANDS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            continue
+        mod.register(sub)
     return p
 
 
