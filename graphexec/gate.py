@@ -7,7 +7,8 @@ That keeps one loaded graph usable by many executors and threads at once.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -30,6 +31,12 @@ class Ctx:
 
     needs_grad: tuple[bool, ...]
 
+    if TYPE_CHECKING:  # gates put whatever backward needs on ctx
+
+        def __getattr__(self, name: str) -> Any: ...
+
+        def __setattr__(self, name: str, value: Any) -> None: ...
+
 
 class Gate:
     """Base class of every op.
@@ -49,11 +56,16 @@ class Gate:
     def __init__(self, attrs: BaseModel | None = None) -> None:
         self.attrs = attrs if attrs is not None else self.Attrs()
 
-    def forward(self, ctx: Ctx, *inputs: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # each gate fixes its own arity: forward(self, ctx, x, y) and so on
+        forward: Callable[..., np.ndarray]
+        backward: Callable[..., tuple[Any, ...]]
+    else:
 
-    def backward(self, ctx: Ctx, dout: np.ndarray) -> tuple[Any, ...]:
-        raise NotImplementedError
+        def forward(self, ctx, *inputs):
+            raise NotImplementedError
+
+        def backward(self, ctx, dout):
+            raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"<gate {self.name!r} v{self.version} {self.attrs!r}>"
