@@ -10,6 +10,7 @@ from graphexec.builder import GraphBuilder, Value
 from graphexec.errors import GraphError, GraphexecError, GraphFileError, PluginError, UnknownOpError
 from graphexec.executor import Executor, run
 from graphexec.gate import Ctx, Gate, NoAttrs, unbroadcast
+from graphexec.gradcheck import GradcheckReport, gradcheck
 from graphexec.graph import Graph
 from graphexec.registry import register_gate
 
@@ -24,8 +25,6 @@ _LAZY = {
     "fit": ("graphexec.train", "fit"),
     "predict": ("graphexec.train", "predict"),
     "History": ("graphexec.train", "History"),
-    "gradcheck": ("graphexec.gradcheck", "gradcheck"),
-    "GradcheckReport": ("graphexec.gradcheck", "GradcheckReport"),
 }
 
 
