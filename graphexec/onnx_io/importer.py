@@ -1,0 +1,168 @@
+"""ONNX → graphexec: the op subset graphexec can represent (``SUPPORTED_OPS``).
+
+Initializers and Constant outputs become parameters when a gate reads them, and attributes where
+graphexec wants an attribute (Reshape's shape). Gemm's transposes, alpha and beta are folded into
+constant operands at import time (graphexec has no transpose gate). A model with any other op is
+refused with one error that names every unsupported op and the nodes that use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any
+
+from graphexec.errors import GraphError
+from graphexec.graph import Graph, InputDecl, NodeDef, make_graph
+from graphexec.onnx_io.common import OnnxImportError, numpy_dtype, require_onnx
+from graphexec.onnx_io.translate import TRANSLATORS, Importer, Refused, clean_name, unique_name
+
+__all__ = ["SUPPORTED_OPS", "import_onnx"]
+
+#: The ONNX ops (default domain) that import_onnx translates.
+SUPPORTED_OPS = tuple(sorted(TRANSLATORS))
+
+
+def import_onnx(model_or_path: Any, *, name: str | None = None) -> Graph:
+    """A graphexec Graph from an ONNX model (a ``ModelProto``, a path, or the model's bytes).
+
+    Raises OnnxImportError naming every unsupported op (and every unsupported use of a supported
+    one), OnnxUnavailableError without the ``onnx`` package.
+    """
+    onnx = require_onnx()
+    model, where = _load(onnx, model_or_path)
+    _refuse_unknown_ops(model, where)
+    imp = Importer(onnx, model, where)
+    _declare_inputs(imp)
+    for k, node in enumerate(model.graph.node):
+        if k in imp.skip:
+            continue
+        try:
+            TRANSLATORS.get(node.op_type, _custom)(imp, node)
+        except OnnxImportError as e:
+            imp.refused.update(node.output)
+            if not isinstance(e, Refused):
+                imp.problems.append(str(e))
+    outputs = _outputs(imp)
+    if imp.problems:
+        raise OnnxImportError(f"cannot import {where}: " + "; ".join(imp.problems))
+    metadata = _metadata(model, imp)
+    gname = clean_name(name or model.graph.name or "onnx_model")
+    try:
+        return make_graph(gname, imp.inputs, imp.params, imp.defs, outputs, metadata=metadata)
+    except GraphError as e:
+        raise OnnxImportError(f"cannot import {where}: the translated graph is invalid: {e}") from e
+
+
+def _load(onnx: Any, src: Any) -> tuple[Any, str]:
+    if isinstance(src, onnx.ModelProto):
+        return src, "the ONNX model"
+    if isinstance(src, (bytes, bytearray)):
+        try:
+            return onnx.load_model_from_string(bytes(src)), "the ONNX model"
+        except Exception as e:
+            raise OnnxImportError(f"cannot read the ONNX model bytes: {e}") from e
+    where = os.fspath(src)
+    try:  # external tensor files are not followed: a model is one self-contained file
+        model = onnx.load(where, load_external_data=False)
+    except OSError as e:
+        raise OnnxImportError(f"cannot open {where!r}: {e.strerror or e}") from e
+    except Exception as e:
+        raise OnnxImportError(f"cannot read {where!r} as an ONNX model: {e}") from e
+    external = [t.name for t in model.graph.initializer
+                if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        raise OnnxImportError(f"cannot import {where!r}: tensors {external[:3]} are stored in "
+                              "external files; save the model as one file (onnx.save with "
+                              "save_as_external_data=False)")
+    return model, repr(where)
+
+
+def _refuse_unknown_ops(model: Any, where: str) -> None:
+    """One error naming every op graphexec cannot import, with the nodes that use it."""
+    bad: dict[str, list[str]] = {}
+    for k, node in enumerate(model.graph.node):
+        default = node.domain in ("", "ai.onnx")
+        if (default and node.op_type in TRANSLATORS) or (not default and _custom_ok(node)):
+            continue
+        op = node.op_type if default else f"{node.domain}:{node.op_type}"
+        bad.setdefault(op, []).append(node.name or f"#{k}")
+    if not bad:
+        return
+    parts = []
+    for op, nodes in sorted(bad.items()):
+        shown = ", ".join(repr(n) for n in nodes[:3])
+        shown += f" and {len(nodes) - 3} more" if len(nodes) > 3 else ""
+        parts.append(f"{op} ({len(nodes)} node{'s' if len(nodes) > 1 else ''}: {shown})")
+    raise OnnxImportError(f"cannot import {where}: unsupported ONNX ops: {'; '.join(parts)}. "
+                          f"graphexec imports: {', '.join(SUPPORTED_OPS)}")
+
+
+def _custom_ok(node: Any) -> bool:
+    """A node of a ``graphexec.<dist>`` domain whose gate is installed (graphexec's own export)."""
+    from graphexec.registry import registry
+
+    return node.domain.startswith("graphexec.") and node.op_type in registry().gates
+
+
+def _custom(imp: Importer, node: Any) -> None:
+    """A ``graphexec.<dist>`` node back to its gate, attributes decoded (see export._custom)."""
+    attrs: dict[str, Any] = {}
+    version = None
+    for a in node.attribute:
+        value = imp.attr_value(a)
+        if a.name == "graphexec_version":
+            version = int(value)
+        elif a.name.startswith("graphexec_"):
+            continue
+        elif a.name.endswith("__json"):
+            attrs[a.name[:-6]] = json.loads(value)
+        else:
+            attrs[a.name] = value
+    ins = [imp.ref(s) for s in node.input]
+    imp.defs.append(NodeDef(imp.name_for(node.output[0]), node.op_type, tuple(ins), attrs, version))
+    imp.alias[node.output[0]] = imp.defs[-1].name
+
+
+def _declare_inputs(imp: Importer) -> None:
+    inits = {t.name for t in imp.graph.initializer}
+    for vi in imp.graph.input:
+        if vi.name in inits:  # old exporters list initializers among the inputs too
+            continue
+        t = vi.type.tensor_type
+        dtype = numpy_dtype(t.elem_type, f"input {vi.name!r}")
+        shape = None
+        if t.HasField("shape"):
+            shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
+        name = imp.name_for(vi.name)
+        imp.inputs.append(InputDecl(name, dtype, shape))
+        imp.alias[vi.name] = name
+
+
+def _outputs(imp: Importer) -> dict[str, str]:
+    outputs: dict[str, str] = {}
+    for vi in imp.graph.output:
+        try:
+            src = imp.ref(vi.name)
+        except OnnxImportError as e:
+            if not isinstance(e, Refused):
+                imp.problems.append(str(e))
+            continue
+        outputs[unique_name(clean_name(vi.name), outputs)] = src
+    return outputs
+
+
+def _metadata(model: Any, imp: Importer) -> dict[str, str]:
+    meta = {"source": "onnx"}
+    if model.producer_name:
+        meta["onnx_producer"] = _text(f"{model.producer_name} {model.producer_version}".strip())
+    if model.graph.doc_string or model.doc_string:
+        meta["description"] = _text(model.graph.doc_string or model.doc_string)
+    if imp.constants:
+        meta["onnx_constants"] = ",".join(imp.constants)
+    return meta
+
+
+def _text(s: str) -> str:
+    return re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", " ", s)[:65536]
