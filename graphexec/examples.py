@@ -1,13 +1,29 @@
-"""The lecture's worked examples as graphs; ``scripts/make_models.py`` writes them to ``models/``."""
+"""The lecture's worked examples as graphs; ``scripts/make_models.py`` writes them to ``models/``.
+
+:func:`seed_models` are rebuilt byte for byte by the tests. :func:`trained_models` come out of a
+training run, whose last bits may depend on the BLAS library, so they are tested with a tolerance.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from graphexec import nn
 from graphexec.builder import GraphBuilder
-from graphexec.graph import Graph
+from graphexec.checkpoint import TrainSpec
+from graphexec.graph import Graph, Training
+from graphexec.optim import Adam
 
-__all__ = ["add_mul", "add_mul_sum", "sigmoid_neuron", "wx_norm", "seed_models"]
+__all__ = [
+    "add_mul",
+    "add_mul_sum",
+    "digits_mlp",
+    "seed_models",
+    "sigmoid_neuron",
+    "spiral_mlp",
+    "trained_models",
+    "wx_norm",
+]
 
 
 def add_mul() -> Graph:
@@ -46,11 +62,56 @@ def wx_norm() -> Graph:
     return b.build()
 
 
+def _with_spec(g: Graph, spec: TrainSpec) -> Graph:
+    g.training = Training(spec=spec.to_attrs())
+    return g
+
+
+def spiral_mlp() -> Graph:
+    """The CS231n case study's 2-layer net 2-100-3 (ReLU, softmax, reg 1e-3), untrained.
+
+    Its training spec (Adam lr 1e-2, batch 32, 100 epochs, seed 0) lets
+    ``graphexec train models/spiral_mlp.gx --data spiral`` train it with no other flag.
+    """
+    g = nn.mlp([2, 100, 3], activation="relu", loss="softmax", reg=1e-3, seed=0,
+               name="spiral_mlp")
+    return _with_spec(g, TrainSpec(optimizer="adam", hyperparams=Adam(lr=1e-2).hyperparams(),
+                                   epochs=100, batch_size=32, seed=0,
+                                   extra={"reg": 1e-3, "data_seed": 0}))
+
+
+def digits_mlp(*, train: bool = True) -> Graph:
+    """A 64-100-10 ReLU net on the 8x8 digits (reg 1e-4), trained by its own spec.
+
+    Trained as ``graphexec train`` does: Adam lr 1e-3, batch 32, 50 epochs, seed 0, on the
+    training part of the seed-0 80/20 split, keeping the epoch with the best validation accuracy.
+    Needs scikit-learn (the digits are bundled in it).
+    """
+    from graphexec.data import digits
+    from graphexec.train import fit
+
+    g = nn.mlp([64, 100, 10], activation="relu", loss="softmax", reg=1e-4, seed=0,
+               name="digits_mlp")
+    g = _with_spec(g, TrainSpec(optimizer="adam", hyperparams=Adam(lr=1e-3).hyperparams(),
+                                epochs=50, batch_size=32, seed=0,
+                                extra={"reg": 1e-4, "data_seed": 0, "val_split": 0.2}))
+    if train:
+        Xtr, ytr, Xval, yval = digits(val_fraction=0.2, seed=0)
+        fit(g, Xtr, ytr, val=(Xval, yval))
+    return g
+
+
 def seed_models() -> dict[str, Graph]:
-    """File name -> graph, for every model shipped in ``models/``."""
+    """File name -> graph, for every model shipped in ``models/`` that is rebuilt bit for bit."""
     return {
         "add_mul.gx": add_mul(),
         "add_mul_sum.gx": add_mul_sum(),
         "sigmoid_neuron.gx": sigmoid_neuron(),
         "wx_norm.gx": wx_norm(),
+        "spiral_mlp.gx": spiral_mlp(),
     }
+
+
+def trained_models() -> dict[str, Graph]:
+    """File name -> graph, for the shipped models that are the result of a training run."""
+    return {"digits_mlp.gx": digits_mlp()}

@@ -1,0 +1,262 @@
+"""``graphexec train``, ``graphexec evaluate`` and ``graphexec sweep``: training from the shell.
+
+Every option left out comes from the graph file's training spec (see ``docs/training.md``),
+so ``graphexec train models/spiral_mlp.gx --data spiral`` needs no other flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+import sys
+from typing import Any
+
+import numpy as np
+
+import graphexec as gx
+from graphexec import nn
+from graphexec.checkpoint import TrainSpec, read_spec
+from graphexec.cli.common import UsageError, emit_json
+from graphexec.data import load_dataset
+from graphexec.graph import Graph, Training
+from graphexec.optim import OPTIMIZERS, Optimizer, make_optimizer
+from graphexec.train import EpochEnd, accuracy, confusion_matrix, fit, has_tqdm
+
+__all__ = ["register"]
+
+#: Learning rates used when --optimizer names an optimiser the file's spec does not configure.
+DEFAULT_LR = {"sgd": 1e-2, "rmsprop": 1e-3, "adam": 1e-3}
+DEFAULTS = {"epochs": 10, "batch_size": 64, "seed": 0, "val_split": 0.2, "data_seed": 0}
+DATA_HELP = "spiral, digits, a .npz file with arrays x and y, or CIFAR-10 binary .bin file(s)"
+
+
+# ---------------------------------------------------------------------------- shared
+def _data(spec: str, seed: int, val_split: float, g: Graph) -> tuple[np.ndarray, ...]:
+    """The dataset's (Xtr, ytr, Xval, yval), X converted to the graph's input dtype."""
+    Xtr, ytr, Xv, yv = load_dataset(spec, seed=seed, val_fraction=val_split)
+    dtype = next((d.dtype for d in g.input_decls if d.name == "x"), None)
+    if dtype is None:
+        raise UsageError(f"graph {g.name!r} has no input 'x' (its inputs: {g.inputs}); train "
+                         "and evaluate need inputs 'x' and 'y' and an output 'scores'")
+    return Xtr.astype(dtype), ytr, Xv.astype(dtype), yv
+
+
+def _extra(g: Graph, key: str, given: Any, kind: type) -> Any:
+    """A data setting: the flag, else the file's spec, else the default."""
+    if given is not None:
+        return given
+    stored = read_spec(g.training).extra.get(key)
+    return stored if isinstance(stored, kind) and not isinstance(stored, bool) else DEFAULTS[key]
+
+
+def _csv(text: str, kind: type, flag: str) -> list[Any]:
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v <= 0 for v in values):
+        raise UsageError(f"{flag} expects comma-separated positive numbers such as "
+                         f"{'3,6,20' if kind is int else '0.001,0.01,0.1'}, got {text!r}")
+    return values
+
+
+# ---------------------------------------------------------------------------- train
+def _optimizer(args: argparse.Namespace, stored: TrainSpec) -> Optimizer | None:
+    """The optimiser the flags ask for, or None to let fit use the file's spec (or Adam)."""
+    if args.optimizer is None and args.lr is None and args.momentum is None:
+        return None if stored.optimizer is not None else make_optimizer("adam", lr=DEFAULT_LR["adam"])
+    name = args.optimizer or stored.optimizer or "adam"
+    hyper = dict(stored.hyperparams) if name == stored.optimizer else {"lr": DEFAULT_LR[name]}
+    if args.lr is not None:
+        hyper["lr"] = args.lr
+    if args.momentum is not None:
+        if name != "sgd":
+            raise UsageError(f"--momentum is a setting of --optimizer sgd, not of {name!r}")
+        hyper["momentum"] = args.momentum
+    return make_optimizer(name, **hyper)
+
+
+def _setting(given: int | None, stored: int | None, key: str) -> int | None:
+    """The flag, else None when the file's spec sets it (fit reads it there), else the default."""
+    if given is not None:
+        return given
+    return None if stored is not None else int(DEFAULTS[key])
+
+
+def _record_data_settings(g: Graph, val_split: float, data_seed: int) -> None:
+    """Keep the data settings in the spec, so that a later run (or evaluate) uses the same."""
+    t = g.training or Training()
+    g.training = dataclasses.replace(t, spec={**t.spec, "val_split": val_split,
+                                              "data_seed": data_seed})
+
+
+def _epoch_line(info: EpochEnd) -> None:
+    """Progress without a terminal (logs): the first and last epoch and about ten between."""
+    every = -(-info.epochs // 10)
+    if info.epoch not in (1, info.epochs) and info.epoch % every:
+        return
+    val = "" if info.val_acc is None else f", val {info.val_acc:.2%}"
+    print(f"epoch {info.epoch}/{info.epochs}: loss {info.loss:.4f}, train {info.train_acc:.2%}"
+          f"{val}", file=sys.stderr)
+
+
+def _default_output(path: str) -> str:
+    return f"{pathlib.Path(path).stem}_trained.gx"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    g = gx.load(args.file)
+    if args.reg is not None:
+        g = nn.set_reg(g, args.reg)
+    stored = read_spec(g.training)
+    val_split = _extra(g, "val_split", args.val_split, float)
+    data_seed = _extra(g, "data_seed", args.data_seed, int)
+    Xtr, ytr, Xv, yv = _data(args.data, data_seed, val_split, g)
+    _record_data_settings(g, val_split, data_seed)
+    out = args.output or _default_output(args.file)
+    bar = not args.no_progress and sys.stderr.isatty() and has_tqdm()
+    callbacks = [] if args.no_progress or bar else [_epoch_line]
+    hist = fit(g, Xtr, ytr, epochs=_setting(args.epochs, stored.epochs, "epochs"),
+               batch_size=_setting(args.batch_size, stored.batch_size, "batch_size"),
+               optimizer=_optimizer(args, stored), val=(Xv, yv) if len(yv) else None,
+               progress=bar, seed=args.seed, checkpoint=out, resume=args.resume,
+               callbacks=callbacks)
+    val = "" if not hist.val_acc else f", validation accuracy {hist.val_acc[-1]:.2%}"
+    print(f"trained {hist.epochs} epochs: loss {hist.loss[-1]:.4f}, "
+          f"train accuracy {hist.train_acc[-1]:.2%}{val}")
+    if hist.best_epoch is not None:
+        print(f"kept the parameters of epoch {hist.best_epoch} (best validation accuracy "
+              f"{hist.best_val_acc:.2%}): train accuracy {accuracy(g, Xtr, ytr):.2%}")
+    if hist.stopped_early:
+        print(f"stopped early: no better validation accuracy for "
+              f"{read_spec(g.training).early_stopping} epochs")
+    print(f"saved {out}")
+    if args.plot:
+        from graphexec.plots import training_curves
+
+        training_curves(hist, args.plot, title=f"{g.name} on {args.data}")
+        print(f"saved {args.plot}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- evaluate
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    g = gx.load(args.file)
+    val_split = _extra(g, "val_split", args.val_split, float)
+    data_seed = _extra(g, "data_seed", args.data_seed, int)
+    Xtr, ytr, Xv, yv = _data(args.data, data_seed, val_split, g)
+    X, y = {"train": (Xtr, ytr), "val": (Xv, yv),
+            "all": (np.concatenate([Xtr, Xv]), np.concatenate([ytr, yv]))}[args.split]
+    if len(y) == 0:
+        raise UsageError(f"the {args.split!r} split of {args.data!r} is empty (val split "
+                         f"{val_split}); use --split train or a --val-split above 0")
+    cm = confusion_matrix(g, X, y)
+    correct = int(np.trace(cm))
+    if args.json:
+        emit_json({"file": args.file, "data": args.data, "split": args.split,
+                   "examples": len(y), "correct": correct, "accuracy": correct / len(y),
+                   "confusion": cm.tolist()})
+        return 0
+    print(f"{args.data} ({args.split}, {len(y)} examples): accuracy {correct / len(y):.2%} "
+          f"({correct}/{len(y)})")
+    print("confusion matrix (rows: true class, columns: predicted class):")
+    width = max(3, len(str(cm.max())) + 1)
+    print("     " + "".join(f"{j:>{width}}" for j in range(cm.shape[1])))
+    for i, row in enumerate(cm):
+        print(f"{i:>4} " + "".join(f"{v:>{width}}" for v in row))
+    return 0
+
+
+# ---------------------------------------------------------------------------- sweep
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from graphexec.plots import Panel, decision_boundaries
+
+    hidden, regs = _csv(args.hidden, int, "--hidden"), _csv(args.reg, float, "--reg")
+    probe = nn.mlp([2, 2], dtype=args.dtype)
+    Xtr, ytr, Xv, yv = _data(args.data, args.data_seed, args.val_split, probe)
+    if Xtr.shape[1] != 2:
+        raise UsageError(f"sweep draws decision boundaries in the plane: it needs 2-D data "
+                         f"such as --data spiral, but {args.data!r} has {Xtr.shape[1]} features")
+    n_classes = int(max(ytr.max(), yv.max() if len(yv) else 0)) + 1
+    panels, rows = [], []
+    for h in hidden:
+        for r in regs:
+            g = nn.mlp([2, h, n_classes], activation=args.activation, reg=r, seed=args.seed,
+                       dtype=args.dtype)
+            fit(g, Xtr, ytr, epochs=args.epochs, batch_size=args.batch_size,
+                optimizer=make_optimizer(args.optimizer, lr=args.lr), seed=args.seed)
+            row = {"hidden": h, "reg": r, "train_acc": accuracy(g, Xtr, ytr),
+                   "val_acc": accuracy(g, Xv, yv) if len(yv) else None}
+            rows.append(row)
+            panels.append(Panel(g, f"{h} hidden, reg {r:g}\ntrain accuracy "
+                                   f"{row['train_acc']:.0%}"))
+            if not args.json:
+                val = "" if row["val_acc"] is None else f", validation {row['val_acc']:.2%}"
+                print(f"hidden {h:>4}, reg {r:<8g}: train {row['train_acc']:.2%}{val}")
+    decision_boundaries(panels, Xtr, ytr, args.output, ncols=len(regs),
+                        title=f"2-layer {args.activation} nets on {args.data}: "
+                              "hidden size (rows) and L2 strength (columns)")
+    if args.json:
+        emit_json({"data": args.data, "output": args.output, "runs": rows})
+    else:
+        print(f"saved {args.output}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- parsers
+def _data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help=DATA_HELP)
+    p.add_argument("--val-split", type=float, help="share held out for validation "
+                   "(default: the file's spec, else 0.2; spiral draws a fresh spiral instead)")
+    p.add_argument("--data-seed", type=int, help="seed of the split / of the spiral (default 0)")
+
+
+def _train_parser(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a graph on a dataset and save it",
+                       description="Train FILE (for example an untrained graph from models/). "
+                       "Options left out come from the file's training spec.")
+    p.add_argument("file")
+    _data_flags(p)
+    p.add_argument("-o", "--output", help="trained graph, also checkpointed after each epoch "
+                   "(default: FILE's name + _trained.gx, in the current folder)")
+    p.add_argument("--epochs", type=int, help="total number of epochs")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS))
+    p.add_argument("--lr", type=float, help="base learning rate")
+    p.add_argument("--momentum", type=float, help="momentum of --optimizer sgd")
+    p.add_argument("--reg", type=float, help="L2 strength (graphs built by graphexec.nn)")
+    p.add_argument("--seed", type=int, help="seed of the shuffling")
+    p.add_argument("--resume", action="store_true", help="continue the run stored in FILE")
+    p.add_argument("--plot", metavar="PNG", help="draw loss and accuracy per epoch")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def register(sub: Any) -> None:
+    """Add ``train``, ``evaluate`` and ``sweep`` to the ``graphexec`` subcommands."""
+    _train_parser(sub)
+    p = sub.add_parser("evaluate", help="accuracy and confusion matrix of a trained graph")
+    p.add_argument("file")
+    _data_flags(p)
+    p.add_argument("--split", choices=("val", "train", "all"), default="val",
+                   help="which part of the data (default: val, the held-out part)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("sweep", help="train 2-layer nets over hidden sizes and L2 strengths and "
+                       "draw their decision boundaries")
+    p.add_argument("--data", required=True, help="2-D data: spiral or a .npz file")
+    p.add_argument("--hidden", default="3,6,20", help="hidden sizes (default 3,6,20)")
+    p.add_argument("--reg", default="0.001,0.01,0.1", help="L2 strengths (default 0.001,0.01,0.1)")
+    p.add_argument("-o", "--output", required=True, help="figure file (.png, .svg, .pdf)")
+    p.add_argument("--activation", default="relu", choices=sorted(nn.ACTIVATIONS))
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
+    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    p.add_argument("--val-split", type=float, default=0.2)
+    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_sweep)
