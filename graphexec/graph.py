@@ -6,7 +6,6 @@ each op resolved in the registry, each node's attributes validated by its gate's
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,7 @@ import pydantic
 
 from graphexec.errors import GraphError
 from graphexec.fileformat import Header, tensor_entries
+from graphexec.fileformat.codec import describe_loc
 from graphexec.fileformat.schema import InputSpec, NodeSpec, OpSpec, OutputSpec, TrainingSection
 from graphexec.gate import Gate
 from graphexec.registry import GateInfo, Registry, registry
@@ -142,11 +142,50 @@ def _bind(d: NodeDef, reg: Registry, provenance: Mapping[str, tuple[str, str]]) 
     try:
         attrs = info.cls.Attrs.model_validate(dict(d.attrs))
     except pydantic.ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise GraphError(f"node {d.name!r} ({d.op}): bad attribute {where!r}: {err['msg']}") from e
+        err = e.errors(include_url=False, include_context=False, include_input=False)[0]
+        where = describe_loc(err["loc"])
+        raise GraphError(f"node {d.name!r} ({d.op}): bad attribute {where!r}: "
+                         f"{_printable(err['msg'])}") from e
+    _check_no_coercion(d, attrs)
     return Node(d.name, d.op, version if version is not None else info.version,
                 tuple(d.inputs), dict(d.attrs), info.cls(attrs), info)
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped (gate validators may echo attribute values)."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+def _kind(v: Any) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, np.integer)):
+        return "int"
+    if isinstance(v, (float, np.floating)):
+        return "float"
+    if isinstance(v, str):
+        return "str"
+    if v is None:
+        return "nil"
+    return "list" if isinstance(v, (list, tuple)) else type(v).__name__
+
+
+def _same_kind(given: Any, validated: Any) -> bool:
+    """True unless validation changed the kind of a value (a file holds no coerced values:
+    ``True`` is no number, ``"0.5"`` no float, ``2.0`` no int; an int MAY fill a float)."""
+    a, b = _kind(given), _kind(validated)
+    if a == "list" and b == "list":
+        return len(given) == len(validated) and all(map(_same_kind, given, validated))
+    return a == b or (a == "int" and b == "float") or b not in ("bool", "int", "float", "str", "nil", "list")
+
+
+def _check_no_coercion(d: NodeDef, attrs: pydantic.BaseModel) -> None:
+    for key, given in d.attrs.items():
+        validated = getattr(attrs, key, given)
+        if not _same_kind(given, validated):
+            raise GraphError(f"node {d.name!r} ({d.op}): bad attribute {key!r}: expected "
+                             f"{_kind(validated)}, found {_kind(given)} {given!r:.60} "
+                             "(attributes are not converted between types)")
 
 
 def make_graph(name: str, inputs: Sequence[InputDecl], params: dict[str, np.ndarray],
@@ -162,6 +201,14 @@ def make_graph(name: str, inputs: Sequence[InputDecl], params: dict[str, np.ndar
 
 
 # ---------------------------------------------------------------------------- header <-> graph
+def _unique(what: str, names: Sequence[str]) -> None:
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise GraphError(f"duplicate {what} {n!r}: each may appear only once")
+        seen.add(n)
+
+
 def from_header(header: Header, arrays: Sequence[np.ndarray]) -> Graph:
     """Build a graph from a validated header and its tensors (params first, then training)."""
     n = len(header.params)
@@ -174,6 +221,8 @@ def from_header(header: Header, arrays: Sequence[np.ndarray]) -> Graph:
     inputs = [InputDecl(s.name, np.dtype(s.dtype),
                         None if s.shape is None else tuple(s.shape)) for s in header.inputs]
     defs = [NodeDef(s.name, s.op, tuple(s.inputs), s.attrs, s.version) for s in header.nodes]
+    _unique("output", [o.name for o in header.outputs])
+    _unique("ops entry for op", [o.op for o in header.ops])
     provenance = {o.op: (o.dist, o.dist_version) for o in header.ops}
     return make_graph(header.name, inputs, params, defs, {o.name: o.value for o in header.outputs},
                       metadata=header.metadata, training=training, provenance=provenance)
@@ -188,14 +237,37 @@ def _plain(v: Any) -> Any:
     return v
 
 
+def _savable(kind: str, named: Sequence[tuple[str, np.ndarray]]) -> None:
+    for k, v in named:
+        if v.dtype.name not in DTYPE_NAMES:  # (a big-endian float64 is fine: saved little-endian)
+            raise GraphError(f"cannot save {kind} {k!r}: its dtype is {v.dtype.name} "
+                             f"({v.dtype.str}); files hold {', '.join(DTYPE_NAMES)}; "
+                             f"convert it with .astype(...)")
+
+
 def to_header(g: Graph) -> tuple[Header, list[np.ndarray]]:
-    """The header and tensors that represent ``g`` in a file."""
+    """The header and tensors that represent ``g`` in a file.
+
+    Raises GraphError, naming the value, for what a file cannot hold (an unsupported dtype, a
+    name or metadata text the format forbids).
+    """
+    try:
+        return _to_header(g)
+    except pydantic.ValidationError as e:
+        err = e.errors(include_url=False, include_context=False, include_input=False)[0]
+        raise GraphError(f"cannot save graph {g.name!r}: {describe_loc(err['loc'])}: "
+                         f"{_printable(err['msg'])}") from e
+
+
+def _to_header(g: Graph) -> tuple[Header, list[np.ndarray]]:
     pnamed = [(k, np.asarray(v)) for k, v in g.params.items()]
+    _savable("parameter", pnamed)
     pentries = tensor_entries(pnamed)
     end = pentries[-1].offset + pentries[-1].nbytes if pentries else 0
     training, tnamed = None, []
     if g.training is not None:
         tnamed = [(k, np.asarray(v)) for k, v in g.training.tensors.items()]
+        _savable("training tensor", tnamed)
         training = TrainingSection(spec=g.training.spec, state=g.training.state,
                                    tensors=tensor_entries(tnamed, end))
     ops = sorted({(n.op, n.info.dist, n.info.dist_version, n.version) for n in g.nodes})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -30,6 +31,13 @@ GROUP = "graphexec.gates"
 OWN_DIST = "graphexec"
 IN_PROCESS = "<in-process>"
 DISABLE_ENV = "GRAPHEXEC_DISABLE_PLUGINS"
+#: A distribution name as PyPI accepts it; only such a name is suggested in a ``pip install``
+#: hint (a file may record ``<in-process>`` or worse, which must not become a shell command).
+_PYPI_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,126}[A-Za-z0-9])?")
+
+
+def _installable(dist: str) -> bool:
+    return dist != OWN_DIST and _PYPI_NAME.fullmatch(dist) is not None
 
 
 @dataclass(frozen=True)
@@ -67,16 +75,18 @@ class Registry:
         info = self.gates.get(op)
         wanted = f" (the file says it comes from {dist!r} {dist_version})" if dist else ""
         if info is None:
-            hint = f"; install it with: pip install {dist}" if dist and dist != OWN_DIST else ""
+            hint = f"; install it with: pip install {dist}" if _installable(dist) else ""
             raise UnknownOpError(
                 f"op {op!r} version {version}{wanted} is not provided by any installed plugin"
                 f"{hint}; installed gates: {', '.join(sorted(self.gates)) or 'none'}"
             )
         if version > info.version:
+            source = dist if _installable(dist) else info.dist
+            hint = (f"; upgrade it: pip install -U {source}" if _installable(source)
+                    or source == OWN_DIST else "")
             raise UnknownOpError(
                 f"op {op!r}: the graph needs version {version}{wanted}, but the installed gate is "
-                f"version {info.version} (from {info.dist!r} {info.dist_version}); "
-                f"upgrade it: pip install -U {dist or info.dist}"
+                f"version {info.version} (from {info.dist!r} {info.dist_version}){hint}"
             )
         return info
 

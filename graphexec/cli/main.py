@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    text = " ".join(text.split())  # defence in depth: never print a control character
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 def entry() -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
+import secrets
 import struct
 import sys
-import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ import numpy as np
 import pydantic
 
 from graphexec.errors import GraphFileError
+from graphexec.fileformat.scan import ScanError, scan
 from graphexec.fileformat.schema import DTYPES, Header, TensorEntry
 
 __all__ = [
@@ -41,11 +44,17 @@ MAGIC = b"\x89GXF\r\n\x1a\n"
 FORMAT_VERSION = 1
 PREAMBLE = struct.Struct("<8sIIQ")  # magic, format version, flags (0), header length
 ALIGN = 64
+MAX_ARRAY_BYTES = 2**63 - 1  # numpy's limit: shape product (zeros as ones) times itemsize
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds that keep loading a hostile file cheap. Raise them for unusually large graphs."""
+    """Bounds that keep loading a hostile file cheap. Raise them for unusually large graphs.
+
+    ``max_header_items`` caps the number of msgpack objects in the header (every map, list,
+    string and number counts one); it bounds the memory that decoding and validating the header
+    can take, whatever its byte size. See ``docs/security.md``.
+    """
 
     max_file_bytes: int = 1 << 40  # 1 TiB
     max_header_bytes: int = 64 << 20  # 64 MiB
@@ -53,6 +62,7 @@ class Limits:
     max_array_len: int = 1 << 20
     max_map_len: int = 1 << 16
     max_depth: int = 16
+    max_header_items: int = 1 << 18
 
 
 DEFAULT_LIMITS = Limits()
@@ -119,14 +129,55 @@ def _umask() -> int:
 _UMASK = _umask()
 
 
+#: A temp file of a save that was killed (SIGKILL, power loss) and left untouched this long is
+#: removed by the next save of the same path. A live save rewrites its temp file continuously and
+#: renames it right after its fsync, so it is never this old.
+STALE_TEMP_SECONDS = 60.0
+
+
+def temp_name_pattern(path: str | os.PathLike[str]) -> re.Pattern[str]:
+    """The names of the temp files that saves of ``path`` use: ``.NAME.<16 hex>.tmp``."""
+    return re.compile(r"\." + re.escape(os.path.basename(os.fspath(path))) + r"\.[0-9a-f]{16}\.tmp")
+
+
+def remove_stale_temps(path: str | os.PathLike[str], older_than: float = STALE_TEMP_SECONDS) -> list[str]:
+    """Delete temp files left beside ``path`` by killed saves; returns the names removed."""
+    folder = os.path.dirname(os.path.abspath(path))
+    pattern, now, removed = temp_name_pattern(path), time.time(), []
+    with suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            if not pattern.fullmatch(entry.name):
+                continue
+            with suppress(OSError):
+                if entry.is_file(follow_symlinks=False) and \
+                        now - entry.stat(follow_symlinks=False).st_mtime >= older_than:
+                    os.unlink(entry.path)
+                    removed.append(entry.name)
+    return removed
+
+
+def _open_temp(path: str) -> tuple[int, str]:
+    folder = os.path.dirname(os.path.abspath(path))
+    while True:
+        tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                           0o600), tmp
+        except FileExistsError:  # pragma: no cover - 64 random bits
+            continue
+
+
 def write_file(path: str | os.PathLike[str], header: Header, tensors: Sequence[np.ndarray]) -> None:
     """Write atomically: temp file in the same folder, fsync, rename over ``path``, fsync folder.
 
-    A crash at any moment leaves either the old file or the new one, and no temp file on error.
+    A failure (disk full, fsync or rename error) leaves the old file and no temp file. A kill
+    (SIGKILL, power loss) leaves the old file or the new one, and possibly a temp file
+    ``.NAME.<16 hex>.tmp``, which the next save of ``path`` removes once it is stale.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    remove_stale_temps(path)
+    fd, tmp = _open_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             for chunk in encode(header, tensors):
@@ -194,20 +245,28 @@ def _no_ext(code: int, data: bytes) -> Any:
     raise ValueError(f"msgpack extension type {code} is not allowed")
 
 
-def _depth(obj: Any) -> int:
-    """Nesting depth of decoded msgpack, computed without recursion."""
-    deepest, stack = 0, [(obj, 1)]
-    while stack:
-        node, d = stack.pop()
-        deepest = max(deepest, d)
-        if isinstance(node, dict):
-            stack.extend((v, d + 1) for v in node.values())
-        elif isinstance(node, list):
-            stack.extend((v, d + 1) for v in node)
-    return deepest
+_PLAIN_LOC = re.compile(r"[A-Za-z0-9_.:\-\[\]]{1,64}")
+
+
+def describe_loc(loc: Sequence[int | str]) -> str:
+    """A pydantic error location as ``a.0.b``; a part that came from the file and is not a plain
+    name (control characters, markup, very long) is shown escaped and cut, never raw."""
+    parts = []
+    for p in loc:
+        text = str(p)
+        if not (isinstance(p, int) or _PLAIN_LOC.fullmatch(text)):
+            text = ascii(text[:64]) + ("..." if len(text) > 64 else "")
+        parts.append(text)
+    return ".".join(parts) or "header"
 
 
 def _decode_header(raw: bytes, limits: Limits) -> Header:
+    try:  # structure first, so that decoding allocates nothing the scan has not counted
+        scan(raw, max_str_len=limits.max_str_len, max_array_len=limits.max_array_len,
+             max_map_len=limits.max_map_len, max_depth=limits.max_depth,
+             max_items=limits.max_header_items)
+    except ScanError as e:
+        raise GraphFileError(f"header is not valid msgpack: {e}") from e
     try:
         obj = msgpack.unpackb(
             raw, raw=False, strict_map_key=True, use_list=True,
@@ -217,13 +276,11 @@ def _decode_header(raw: bytes, limits: Limits) -> Header:
         )
     except Exception as e:  # msgpack raises several types; all mean "bad header"
         raise GraphFileError(f"header is not valid msgpack: {type(e).__name__}: {e}") from e
-    if _depth(obj) > limits.max_depth:
-        raise GraphFileError(f"header nests deeper than the limit of {limits.max_depth}")
     try:
         return Header.model_validate(obj)
     except pydantic.ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "header"
+        err = e.errors(include_url=False, include_context=False, include_input=False)[0]
+        where = describe_loc(err["loc"])
         more = f" (and {e.error_count() - 1} more problems)" if e.error_count() > 1 else ""
         raise GraphFileError(f"invalid header at {where}: {err['msg']}{more}") from e
 
@@ -241,6 +298,11 @@ def _check_tensor_index(header: Header, data_start: int, size: int) -> None:
             raise GraphFileError(
                 f"tensor {e.name!r}: {e.nbytes} bytes given, but {e.dtype} {tuple(e.shape)} "
                 f"needs {want}"
+            )
+        if math.prod(max(d, 1) for d in e.shape) * np.dtype(DTYPES[e.dtype]).itemsize > MAX_ARRAY_BYTES:
+            raise GraphFileError(  # an empty tensor whose other dims no array can hold
+                f"tensor {e.name!r}: shape {tuple(e.shape)} is too large for an array "
+                f"(its dimensions other than 0 multiply past {MAX_ARRAY_BYTES} bytes)"
             )
         if e.offset != align(pos):
             raise GraphFileError(
@@ -269,7 +331,7 @@ def _read_tensor(f: BinaryIO, e: TensorEntry) -> np.ndarray:
         if not n:
             raise GraphFileError(f"file is truncated inside tensor {e.name!r}")
         got += n
-    if e.dtype == "bool" and buf.nbytes and max(buf) > 1:
+    if e.dtype == "bool" and buf.nbytes and int(np.frombuffer(buf, np.uint8).max()) > 1:
         raise GraphFileError(f"tensor {e.name!r}: bool bytes must be 0 or 1")
     if sys.byteorder == "big":
         arr = arr.byteswap().view(arr.dtype.newbyteorder())

@@ -6,9 +6,16 @@ Every model forbids unknown fields, takes no type coercion (``strict``) and is f
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 
 __all__ = [
     "DTYPES",
@@ -38,12 +45,30 @@ Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,1
 #: Distribution names and versions as PyPI spells them.
 DistText = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.+!<>\-]{0,128}$")]
 #: Free text (metadata values, string attributes): printable, bounded.
-Text = Annotated[str, StringConstraints(max_length=65536, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")]
+#: Tab and newline are allowed; C0 controls, DEL and the C1 controls (U+0080-U+009F, which
+#: some terminals read as escape sequences: U+009B is CSI) are not.
+Text = Annotated[str, StringConstraints(max_length=65536, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$")]
 DType = Literal["float32", "float64", "int32", "int64", "bool"]
 Dim = Annotated[int, Field(ge=0, le=MAX_DIM)]
 Scalar = Union[bool, int, float, Text, None]
+#: A list that stops validating at its first bad item: a hostile header of a million bad items
+#: must cost one error, not a million (pydantic collects every error by default).
+FailFast = Field(fail_fast=True)
+ScalarList = Annotated[list[Scalar], FailFast]
 #: Attribute values: scalars, lists of scalars, or lists of lists of scalars (depth is bounded).
-AttrValue = Union[Scalar, list[Scalar], list[list[Scalar]]]
+AttrValue = Union[Scalar, ScalarList, Annotated[list[ScalarList], FailFast]]
+
+
+def _dict_fail_fast(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Validate a map entry by entry and stop at the first bad one (dicts have no fail_fast)."""
+    if isinstance(value, dict) and len(value) > 1:
+        for k, v in value.items():
+            handler({k: v})
+    return handler(value)
+
+
+FailFastDict = WrapValidator(_dict_fail_fast)
+Attrs = Annotated[dict[Name, AttrValue], FailFastDict]
 
 
 class _Strict(BaseModel):
@@ -55,7 +80,7 @@ class InputSpec(_Strict):
 
     name: Name
     dtype: DType
-    shape: Optional[Annotated[list[Optional[Dim]], Field(max_length=MAX_RANK)]]
+    shape: Optional[Annotated[list[Optional[Dim]], Field(max_length=MAX_RANK), FailFast]]
 
 
 class TensorEntry(_Strict):
@@ -63,7 +88,7 @@ class TensorEntry(_Strict):
 
     name: Name
     dtype: DType
-    shape: Annotated[list[Dim], Field(max_length=MAX_RANK)]
+    shape: Annotated[list[Dim], Field(max_length=MAX_RANK), FailFast]
     offset: Dim
     nbytes: Dim
 
@@ -74,8 +99,8 @@ class NodeSpec(_Strict):
     name: Name
     op: Name
     version: Annotated[int, Field(ge=1, le=2**31)]
-    inputs: Annotated[list[Name], Field(max_length=4096)]
-    attrs: dict[Name, AttrValue]
+    inputs: Annotated[list[Name], Field(max_length=4096), FailFast]
+    attrs: Attrs
 
 
 class OutputSpec(_Strict):
@@ -97,9 +122,9 @@ class OpSpec(_Strict):
 class TrainingSection(_Strict):
     """Training spec (how to train) and state (where a run stopped), for checkpoints."""
 
-    spec: dict[Name, AttrValue]
-    state: dict[Name, AttrValue]
-    tensors: list[TensorEntry]
+    spec: Attrs
+    state: Attrs
+    tensors: Annotated[list[TensorEntry], FailFast]
 
 
 class Header(_Strict):
@@ -107,10 +132,10 @@ class Header(_Strict):
     end to end, in that order, in the tensor section."""
 
     name: Name
-    inputs: list[InputSpec]
-    params: list[TensorEntry]
-    nodes: list[NodeSpec]
-    outputs: list[OutputSpec]
-    ops: list[OpSpec]
-    metadata: dict[Name, Text]
+    inputs: Annotated[list[InputSpec], FailFast]
+    params: Annotated[list[TensorEntry], FailFast]
+    nodes: Annotated[list[NodeSpec], FailFast]
+    outputs: Annotated[list[OutputSpec], FailFast]
+    ops: Annotated[list[OpSpec], FailFast]
+    metadata: Annotated[dict[Name, Text], FailFastDict]
     training: Optional[TrainingSection] = None
