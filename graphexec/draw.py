@@ -17,7 +17,6 @@ import html
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +25,7 @@ import numpy as np
 
 from graphexec.errors import GraphError, GraphexecError
 from graphexec.executor import Executor, check_input, run
+from graphexec.fileformat.atomic import atomic_write
 from graphexec.graph import Graph, InputDecl, Node, NodeDef, make_graph
 from graphexec.registry import OWN_DIST
 
@@ -407,13 +407,4 @@ def _graphviz(text: str, kind: str, where: str) -> bytes:
 
 
 def _write_atomic(path: str, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".draw-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, [data])

@@ -7,6 +7,7 @@ opens a window nor changes the backend of the calling program.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import numpy as np
 
 from graphexec.checkpoint import History
 from graphexec.errors import GraphexecError
+from graphexec.fileformat.atomic import atomic_write
 from graphexec.graph import Graph
 from graphexec.train import predict
 
@@ -49,8 +51,12 @@ def _figure(width: float, height: float) -> Any:
 
 
 def _save(fig: Any, path: str | os.PathLike[str]) -> None:
+    """Render in memory (format from the file name), then write atomically."""
+    buf = io.BytesIO()
+    fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
     try:
-        fig.savefig(os.fspath(path), dpi=100)
+        fig.savefig(buf, format=fmt, dpi=100)
+        atomic_write(path, [buf.getvalue()])
     except (OSError, ValueError) as e:
         raise PlotError(f"cannot write the figure to {os.fspath(path)!r}: {e}") from e
 

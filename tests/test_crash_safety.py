@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import graphexec as gx
-from graphexec.fileformat import codec
+from graphexec.fileformat import atomic
 
 KILLS = 40
 
@@ -39,7 +39,7 @@ def test_sigkill_during_save_leaves_old_or_new_file(tmp_path):
     versions = {gx.dumps(old): "old", gx.dumps(new): "new"}
     path = tmp_path / "model.gx"
     gx.save(old, path)
-    pattern = codec.temp_name_pattern(path)
+    pattern = atomic.temp_name_pattern(path)
     rng = random.Random(7)
     seen, with_temp = set(), 0
     for _ in range(KILLS):

@@ -347,14 +347,6 @@ def _probe_ranks(graph: Graph) -> dict[str, int]:
 
 
 def _save(data: bytes, path: str) -> None:
-    import tempfile
+    from graphexec.fileformat.atomic import atomic_write
 
-    fd, tmp = tempfile.mkstemp(prefix=".onnx-", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, [data])
