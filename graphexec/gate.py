@@ -52,6 +52,7 @@ class Gate:
     Attrs: ClassVar[type[BaseModel]] = NoAttrs
 
     __slots__ = ("attrs",)
+    attrs: Any  # an instance of this gate's own ``Attrs`` model
 
     def __init__(self, attrs: BaseModel | None = None) -> None:
         self.attrs = attrs if attrs is not None else self.Attrs()

@@ -276,7 +276,7 @@ def _to_header(g: Graph) -> tuple[Header, list[np.ndarray]]:
         best[op] = OpSpec(op=op, version=ver, dist=dist, dist_version=dver)
     header = Header(
         name=g.name,
-        inputs=[InputSpec(name=d.name, dtype=d.dtype.name,
+        inputs=[InputSpec(name=d.name, dtype=d.dtype.name,  # type: ignore[arg-type]
                           shape=None if d.shape is None else list(d.shape)) for d in g.input_decls],
         params=pentries,
         nodes=[NodeSpec(name=n.name, op=n.op, version=n.version, inputs=list(n.inputs),

@@ -57,12 +57,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"graph {h.name!r}")
     for i in h.inputs:
         print(f"  input  {i.name}: {i.dtype} {i.shape if i.shape is not None else 'any shape'}")
-    print(f"  outputs: {', '.join(info['outputs'])}")
-    print(f"  nodes: {len(h.nodes)} ({', '.join(f'{k} x{v}' for k, v in info['nodes_by_op'].items())})")
+    print(f"  outputs: {', '.join(o.name for o in h.outputs)}")
+    by_op = ", ".join(f"{k} x{v}" for k, v in sorted(Counter(n.op for n in h.nodes).items()))
+    print(f"  nodes: {len(h.nodes)} ({by_op})")
     print(f"  parameters: {info['parameters']} in {len(h.params)} tensors")
-    for o in ops:
-        mark = "" if o["status"] == "ok" else "  [UNRESOLVED]"
-        print(f"  op {o['op']} v{o['version']} from {o['dist']} {o['dist_version']}{mark}")
+    for row in ops:
+        mark = "" if row["status"] == "ok" else "  [UNRESOLVED]"
+        print(f"  op {row['op']} v{row['version']} from {row['dist']} {row['dist_version']}{mark}")
     return 0
 
 

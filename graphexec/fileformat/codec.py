@@ -76,7 +76,8 @@ def tensor_entries(named: Sequence[tuple[str, np.ndarray]], start: int = 0) -> l
     out, pos = [], start
     for name, arr in named:
         pos = align(pos)
-        out.append(TensorEntry(name=name, dtype=arr.dtype.name, shape=list(arr.shape),
+        out.append(TensorEntry(name=name, dtype=arr.dtype.name,  # type: ignore[arg-type]
+                               shape=list(arr.shape),
                                offset=pos, nbytes=arr.nbytes))
         pos += arr.nbytes
     return out
@@ -101,7 +102,7 @@ def _header_bytes(header: Header) -> bytes:
 
 def _raw(arr: np.ndarray) -> memoryview:
     le = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
-    return memoryview(le.reshape(-1).view(np.uint8))
+    return memoryview(le.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
 
 
 def encode(header: Header, tensors: Sequence[np.ndarray]) -> Iterator[bytes | memoryview]:
@@ -249,10 +250,10 @@ def _check_zero(pad: bytes, where: str) -> None:
 
 def _read_tensor(f: BinaryIO, e: TensorEntry) -> np.ndarray:
     arr = np.empty(e.shape, dtype=DTYPES[e.dtype])
-    buf = memoryview(arr.reshape(-1).view(np.uint8))
+    buf = memoryview(arr.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
     got = 0
     while got < e.nbytes:
-        n = f.readinto(buf[got:])
+        n = f.readinto(buf[got:])  # type: ignore[attr-defined]
         if not n:
             raise GraphFileError(f"file is truncated inside tensor {e.name!r}")
         got += n
