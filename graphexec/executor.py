@@ -14,7 +14,7 @@ import numpy as np
 from graphexec.errors import GraphError, GraphexecError
 from graphexec.gate import Ctx
 from graphexec.graph import Graph, InputDecl
-from graphexec.plan import ForwardSchedule, plan_for
+from graphexec.plan import BackwardSchedule, ForwardSchedule, plan_for
 
 __all__ = ["Executor", "run", "check_input"]
 
@@ -45,13 +45,20 @@ def check_input(decl: InputDecl, value: Any) -> np.ndarray:
         if want.kind in "iu" and kind == "f":
             raise GraphError(f"input {decl.name!r} expects integers ({want}), got {arr.dtype}")
         arr = arr.astype(want)
-    if decl.shape is not None:
-        if len(decl.shape) != arr.ndim or any(
-                d is not None and d != n for d, n in zip(decl.shape, arr.shape)):
-            shape = "(" + ", ".join(map(str, decl.shape)) + ("," if len(decl.shape) == 1 else "") + ")"
-            raise GraphError(f"input {decl.name!r} expects shape {shape} (None = any size), "
-                             f"got {arr.shape}")
+    if decl.shape is not None and not _shape_fits(decl.shape, arr.shape):
+        shape = "(" + ", ".join(map(str, decl.shape)) + ("," if len(decl.shape) == 1 else "") + ")"
+        raise GraphError(f"input {decl.name!r} expects shape {shape} (None = any size), "
+                         f"got {arr.shape}")
     return arr
+
+
+def _shape_fits(want: tuple[int | None, ...], got: tuple[int, ...]) -> bool:
+    if len(want) != len(got):
+        return False
+    for d, n in zip(want, got):
+        if d is not None and d != n:
+            return False
+    return True
 
 
 class Executor:
@@ -98,28 +105,38 @@ class Executor:
         vals = self._feed(inputs, kw)
         self._missing(sched, vals)
         self._vals = self._ctxs = self._fwd = None
-        if keep:
-            ctxs: list[Ctx | None] = [None] * len(self.graph.nodes)
-            k = -1
-            try:
-                for gate, ins, out, k in sched.steps:
-                    ctx = Ctx()
-                    y = gate.forward(ctx, *[vals[s] for s in ins])
+        k = -1
+        try:
+            if keep:
+                ctxs: list[Ctx | None] = [None] * len(self.graph.nodes)
+                for forward, ins, out, k in sched.steps:
+                    ctxs[k] = ctx = Ctx()
+                    # Calls spelled out by arity: no argument list is built for 1 or 2 inputs.
+                    n = len(ins)
+                    if n == 2:
+                        a, b = ins
+                        y = forward(ctx, vals[a], vals[b])
+                    elif n == 1:
+                        y = forward(ctx, vals[ins[0]])
+                    else:
+                        y = forward(ctx, *[vals[s] for s in ins])
                     vals[out] = y if type(y) is ndarray else np.asarray(y)
-                    ctxs[k] = ctx
-            except Exception as e:
-                _gate_failed(self.graph, k, "forward", e)
-            self._fwd, self._vals, self._ctxs = sched, vals, ctxs
-        else:
-            k = -1
-            try:
-                for (gate, ins, out, k), free in zip(sched.steps, sched.release):
-                    y = gate.forward(Ctx(), *[vals[s] for s in ins])
+                self._fwd, self._vals, self._ctxs = sched, vals, ctxs
+            else:  # a throwaway ctx, and each value dropped after its last reader
+                for (forward, ins, out, k), free in zip(sched.steps, sched.release):
+                    n = len(ins)
+                    if n == 2:
+                        a, b = ins
+                        y = forward(Ctx(), vals[a], vals[b])
+                    elif n == 1:
+                        y = forward(Ctx(), vals[ins[0]])
+                    else:
+                        y = forward(Ctx(), *[vals[s] for s in ins])
                     vals[out] = y if type(y) is ndarray else np.asarray(y)
                     for s in free:
                         vals[s] = None
-            except Exception as e:
-                _gate_failed(self.graph, k, "forward", e)
+        except Exception as e:
+            _gate_failed(self.graph, k, "forward", e)
         return {name: vals[s] for name, s in sched.outputs}
 
     def backward(self, seeds: Mapping[str, Any] | None = None, *,
@@ -135,13 +152,30 @@ class Executor:
         seeded = self._seed(fwd, vals, grads, seeds)
         sched = self.plan.backward(fwd, seeded, self.plan.grad_leaves if wrt is None else wrt)
         self._backward_loop(sched, vals, ctxs, grads)
-        return {name: _result(grads[s], vals[s]) for name, s in sched.wrt}
+        out = {}
+        for name, s in sched.wrt:
+            g = grads[s]
+            if g is None:  # nothing flows to it (an unused input or parameter)
+                g = np.zeros_like(vals[s])
+            elif not g.flags.writeable:  # a broadcast view, say: hand out an array of its own
+                g = np.array(g)
+            out[name] = g
+        return out
 
-    def _backward_loop(self, sched: Any, vals: list[Any], ctxs: list[Any], grads: list[Any]) -> None:
-        nodes = self.graph.nodes
+    def _backward_loop(self, sched: BackwardSchedule, vals: list[Any], ctxs: list[Any],
+                       grads: list[Any]) -> None:
+        """Run each node's backward in reverse order; sum gradients at fan-out.
+
+        ``owned[s]``: the gradient held for slot s is an array nobody else can see, so the next
+        contribution is added into it in place. It is either a sum this loop made itself, or a
+        gradient from a gate that declares ``fresh_grads = True`` (its backward returns new
+        arrays that it keeps no reference to, never one array for two inputs). Any other gate's
+        array is never written: the gate may still hold it, or have returned it twice.
+        """
+        owned = [False] * len(grads)
         k = -1
         try:
-            for gate, ins, out, k, needs in sched.steps:
+            for backward, n_in, needs, targets, out, k, fresh in sched.steps:
                 g = grads[out]
                 if g is None:
                     continue
@@ -149,20 +183,24 @@ class Executor:
                 ctx = ctxs[k]
                 ctxs[k] = None
                 ctx.needs_grad = needs
-                dins = gate.backward(ctx, g)
-                if len(dins) != len(ins):
-                    raise GraphError(f"node {nodes[k].name!r}: gate {nodes[k].op!r} returned "
-                                     f"{len(dins)} gradients for {len(ins)} inputs")
-                for i, s in enumerate(ins):
-                    if needs[i]:
-                        d = dins[i]
-                        if type(d) is not ndarray:  # numpy turns 0-d results into scalars
-                            d = _as_array(nodes[k], i, d)
-                        v = vals[s]
-                        if d.shape != v.shape or d.dtype != v.dtype:
-                            _bad_gradient(nodes[k], i, d, v)
-                        cur = grads[s]
-                        grads[s] = d if cur is None else cur + d
+                dins = backward(ctx, g)
+                if len(dins) != n_in:
+                    _bad_count(self.graph.nodes[k], dins)
+                for i, s in targets:
+                    d = dins[i]
+                    v = vals[s]
+                    if type(d) is not ndarray or d.shape != v.shape or d.dtype is not v.dtype:
+                        d = _checked(self.graph.nodes[k], i, d, v)
+                    cur = grads[s]
+                    if cur is None:
+                        grads[s] = d
+                        owned[s] = fresh
+                    elif owned[s]:
+                        cur += d
+                    else:  # asarray: numpy gives a scalar, not an array, for a 0-d sum
+                        grads[s] = np.asarray(cur + d)
+                        owned[s] = True
+                dins = d = cur = None  # nothing of this step stays alive during the next one
         except Exception as e:
             _gate_failed(self.graph, k, "backward", e)
 
@@ -177,7 +215,9 @@ class Executor:
                                  f"forward(); computed outputs: {list(outs)}")
             v = vals[outs[name]]
             try:
-                d = np.broadcast_to(np.asarray(dout, dtype=v.dtype), v.shape)
+                d = np.asarray(dout, dtype=v.dtype)
+                if d.shape != v.shape or d is dout:  # a read-only view: the caller's own
+                    d = np.broadcast_to(d, v.shape)  # array is never handed back as a gradient
             except ValueError:
                 raise GraphError(f"seed for {name!r} has shape {np.shape(dout)}; expected "
                                  f"{v.shape} (or a scalar)") from None
@@ -194,25 +234,28 @@ def _gate_failed(graph: Graph, k: int, phase: str, e: Exception) -> None:
     raise GraphError(f"node {n.name!r} ({n.op}) failed in {phase}: {type(e).__name__}: {e}") from e
 
 
-def _as_array(node: Any, i: int, d: Any) -> np.ndarray:
-    if isinstance(d, (np.ndarray, np.generic)):
-        return np.asarray(d)
-    raise GraphError(f"node {node.name!r}: gate {node.op!r} v{node.version} (from {node.info.dist!r})"
-                     f" returned {type(d).__name__} as the gradient for input {i} "
-                     f"({node.inputs[i]!r}), which needs one; return an ndarray")
+def _bad_count(node: Any, dins: Any) -> None:
+    raise GraphError(f"node {node.name!r}: gate {node.op!r} returned "
+                     f"{len(dins)} gradients for {len(node.inputs)} inputs")
 
 
-def _bad_gradient(node: Any, i: int, d: Any, v: np.ndarray) -> None:
-    found = f"{d.dtype} {d.shape}"
-    raise GraphError(f"node {node.name!r}: gate {node.op!r} v{node.version} (from {node.info.dist!r})"
-                     f" returned a gradient for input {i} ({node.inputs[i]!r}) of {found}; "
-                     f"expected {v.dtype} {v.shape}, shaped like the input")
-
-
-def _result(g: np.ndarray | None, v: np.ndarray) -> np.ndarray:
-    if g is None:
-        return np.zeros_like(v)
-    return g if g.flags.writeable else np.array(g)
+def _checked(node: Any, i: int, d: Any, v: np.ndarray) -> np.ndarray:
+    """The slow path of the gradient check: a numpy scalar becomes a 0-d array, an equal but
+    distinct dtype object passes; anything else is a GraphError naming node, gate and input."""
+    if type(d) is not ndarray:  # numpy turns 0-d results into scalars
+        if not isinstance(d, (np.ndarray, np.generic)):
+            raise GraphError(f"node {node.name!r}: gate {node.op!r} v{node.version} (from "
+                             f"{node.info.dist!r}) returned {type(d).__name__} as the gradient "
+                             f"for input {i} ({node.inputs[i]!r}), which needs one; return an "
+                             "ndarray")
+        d = np.asarray(d)
+    if d.shape != v.shape or d.dtype != v.dtype:
+        found = f"{d.dtype} {d.shape}"
+        raise GraphError(f"node {node.name!r}: gate {node.op!r} v{node.version} (from "
+                         f"{node.info.dist!r}) returned a gradient for input {i} "
+                         f"({node.inputs[i]!r}) of {found}; expected {v.dtype} {v.shape}, shaped "
+                         "like the input")
+    return d
 
 
 def run(graph: Graph, inputs: Mapping[str, Any] | None = None, /, *,

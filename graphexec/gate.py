@@ -50,6 +50,11 @@ class Gate:
     name: ClassVar[str] = ""
     version: ClassVar[int] = 1
     Attrs: ClassVar[type[BaseModel]] = NoAttrs
+    #: True if ``backward`` always returns new arrays that the gate keeps no reference to, and
+    #: never one array for two inputs; the executor may then add other gradients into them in
+    #: place. Leave it False if backward can return ``dout`` itself, a view of it, or anything
+    #: kept on ``ctx`` or ``self`` (add, sub, sum, mean and reshape do).
+    fresh_grads: ClassVar[bool] = False
 
     __slots__ = ("attrs",)
     attrs: Any  # an instance of this gate's own ``Attrs`` model

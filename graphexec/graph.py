@@ -120,8 +120,10 @@ def _check_names(inputs: Sequence[InputDecl], params: Mapping[str, np.ndarray],
 
 def _order(defs: Sequence[NodeDef]) -> list[NodeDef]:
     """Topological order; ties keep the given order, so the result is deterministic."""
-    g = nx.DiGraph()
     index = {d.name: i for i, d in enumerate(defs)}
+    if _already_ordered(defs, index):
+        return list(defs)
+    g = nx.DiGraph()
     g.add_nodes_from(index)
     g.add_edges_from((src, d.name) for d in defs for src in d.inputs if src in index)
     try:
@@ -130,6 +132,17 @@ def _order(defs: Sequence[NodeDef]) -> list[NodeDef]:
         cycle = [u for u, _ in nx.find_cycle(g)]
         raise GraphError(f"the graph has a cycle: {' -> '.join(cycle + cycle[:1])}") from None
     return [defs[index[n]] for n in order]
+
+
+def _already_ordered(defs: Sequence[NodeDef], index: Mapping[str, int]) -> bool:
+    """True if every node reads only values defined before it (what the builder and saved
+    files produce). Then the given order is exactly what lexicographical_topological_sort
+    with ties broken by position returns: the smallest unplaced index is always ready."""
+    for i, d in enumerate(defs):
+        for src in d.inputs:
+            if index.get(src, -1) >= i:
+                return False
+    return True
 
 
 def _bind(d: NodeDef, reg: Registry, provenance: Mapping[str, tuple[str, str]]) -> Node:

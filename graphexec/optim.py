@@ -178,7 +178,13 @@ def adam_step(
     v += (1 - beta2) * dw**2
     m_hat = m / (1 - beta1**t)
     v_hat = v / (1 - beta2**t)
-    w -= lr * m_hat / (np.sqrt(v_hat) + eps)
+    # w -= lr * m_hat / (sqrt(v_hat) + eps): the same operations in the same order, in place,
+    # so two parameter-sized temporaries instead of six (bit for bit the same result).
+    np.sqrt(v_hat, out=v_hat)
+    v_hat += eps
+    m_hat *= lr
+    m_hat /= v_hat
+    w -= m_hat
 
 
 # --------------------------------------------------------------------------- checks

@@ -1,25 +1,31 @@
 """The plan stage: a :class:`Graph` compiled once into flat, integer-indexed schedules.
 
 Every value (input, parameter, node output) gets a slot number. A forward schedule lists, for the
-nodes a set of outputs needs, ``(gate, input slots, output slot, node index)``; a backward schedule
-lists, in reverse, only the nodes through which a requested gradient flows, with each node's
-``needs_grad`` mask. The executor runs these lists with no graph or dict lookups.
+nodes a set of outputs needs, ``(gate.forward, input slots, output slot, node index)``; a backward
+schedule lists, in reverse, only the nodes through which a requested gradient flows, with each
+node's ``needs_grad`` mask and the (input position, slot) pairs that take a gradient. The executor
+runs these lists with no graph or dict lookups: the gates' methods are bound here, once.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import compress
+from typing import Any
 
 from graphexec.errors import GraphError
-from graphexec.gate import Gate
 from graphexec.graph import Graph, InputDecl
 
 __all__ = ["Plan", "ForwardSchedule", "BackwardSchedule", "plan_for"]
 
-Step = tuple[Gate, tuple[int, ...], int, int]
-BackStep = tuple[Gate, tuple[int, ...], int, int, tuple[bool, ...]]
+#: (gate.forward, input slots, output slot, node index)
+Step = tuple[Callable[..., Any], tuple[int, ...], int, int]
+#: (gate.backward, number of inputs, needs_grad, ((input position, slot), ...) taking a
+#: gradient, output slot, node index, the gate's ``fresh_grads``)
+BackStep = tuple[Callable[..., Any], int, tuple[bool, ...], tuple[tuple[int, int], ...], int, int,
+                 bool]
 
 
 @dataclass(frozen=True)
@@ -53,8 +59,9 @@ class Plan:
         self.inputs: tuple[tuple[int, InputDecl], ...] = tuple(
             (self.slot[d.name], d) for d in graph.input_decls)
         self.params = tuple((self.slot[k], k) for k in graph.params)
-        self.node_inputs = [tuple(self.slot[s] for s in n.inputs) for n in graph.nodes]
-        self.node_out = [self.slot[n.name] for n in graph.nodes]
+        slot_of = self.slot.__getitem__
+        self.node_inputs = [tuple(map(slot_of, n.inputs)) for n in graph.nodes]
+        self.node_out = [slot_of(n.name) for n in graph.nodes]
         self.producer = {s: k for k, s in enumerate(self.node_out)}
         self.grad_leaves = tuple(
             [d.name for d in graph.input_decls if d.dtype.kind == "f"]
@@ -84,25 +91,22 @@ class Plan:
         missing = outputs - {n for n, _ in outs}
         if missing:
             self.output_slot(sorted(missing)[0])
+        node_inputs, node_out, nodes = self.node_inputs, self.node_out, self.graph.nodes
         needed = {s for _, s in outs}
-        for k in range(len(self.node_out) - 1, -1, -1):  # reverse topological sweep
-            if self.node_out[k] in needed:
-                needed.update(self.node_inputs[k])
-        ks = [k for k in range(len(self.node_out)) if self.node_out[k] in needed]
-        steps = tuple((self.graph.nodes[k].gate, self.node_inputs[k], self.node_out[k], k) for k in ks)
+        for k in range(len(node_out) - 1, -1, -1):  # reverse topological sweep
+            if node_out[k] in needed:
+                needed.update(node_inputs[k])
+        ks = [k for k, out in enumerate(node_out) if out in needed]
+        steps = tuple([(nodes[k].gate.forward, node_inputs[k], node_out[k], k) for k in ks])
+        last = {s: i for i, k in enumerate(ks) for s in node_inputs[k]}  # the last reader wins
         keep = {s for _, s in outs}
-        last: dict[int, int] = {}
-        for i, k in enumerate(ks):
-            for s in self.node_inputs[k]:
-                if s in self.producer:
-                    last[s] = i
-        release: list[list[int]] = [[] for _ in ks]
+        release: list[tuple[int, ...]] = [()] * len(ks)
         for s, i in last.items():
-            if s not in keep:
-                release[i].append(s)
+            if s in self.producer and s not in keep:
+                release[i] += (s,)
         leaves = tuple((d.name, s) for s, d in self.inputs if s in needed)
-        return ForwardSchedule(outs, leaves, steps, tuple(tuple(r) for r in release),
-                               frozenset(self.node_out[k] for k in ks))
+        return ForwardSchedule(outs, leaves, steps, tuple(release),
+                               frozenset(node_out[k] for k in ks))
 
     def backward(self, fwd: ForwardSchedule, seeds: Iterable[str], wrt: Iterable[str]) -> BackwardSchedule:
         key = (frozenset(n for n, _ in fwd.outputs), frozenset(seeds), frozenset(wrt))
@@ -122,16 +126,28 @@ class Plan:
         wrt_slots = tuple((n, self.slot[n]) for n in self.grad_leaves if n in wrt)
         requires = {s for _, s in wrt_slots}
         for _, ins, out, _ in fwd.steps:  # forward sweep: what depends on a wrt leaf
-            if any(s in requires for s in ins):
+            if not requires.isdisjoint(ins):
                 requires.add(out)
         flows = {self.output_slot(n) for n in seeds}
         for _, ins, out, _ in reversed(fwd.steps):  # backward sweep: what reaches a seed
             if out in flows:
                 flows.update(ins)
-        steps = tuple((gate, ins, out, k, tuple(s in requires for s in ins))
-                      for gate, ins, out, k in reversed(fwd.steps)
-                      if out in requires and out in flows)
-        return BackwardSchedule(steps, wrt_slots)
+        steps: list[BackStep] = []
+        last: list[BackStep] = []  # run after all the others (see below)
+        nodes = self.graph.nodes
+        for _, ins, out, k in reversed(fwd.steps):
+            if out in requires and out in flows:
+                needs = tuple(map(requires.__contains__, ins))
+                targets = tuple(compress(enumerate(ins), needs))  # (position, slot) pairs
+                gate = nodes[k].gate
+                fresh = getattr(gate, "fresh_grads", False) is True
+                step = (gate.backward, len(ins), needs, targets, out, k, fresh)
+                # A node that sends gradients only to leaves (say l2(W)) can wait until the
+                # end: its parameter-sized gradients are then made when the activations are
+                # gone, instead of being held through the whole backward pass.
+                leaves_only = all(s not in self.producer for _, s in targets)
+                (last if leaves_only else steps).append(step)
+        return BackwardSchedule(tuple(steps + last), wrt_slots)
 
 
 _plan_lock = threading.Lock()

@@ -248,17 +248,27 @@ def _check_zero(pad: bytes, where: str) -> None:
         raise GraphFileError(f"padding {where} must be zero bytes")
 
 
-def _read_tensor(f: BinaryIO, e: TensorEntry) -> np.ndarray:
-    arr = np.empty(e.shape, dtype=DTYPES[e.dtype])
-    buf = memoryview(arr.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
-    got = 0
-    while got < e.nbytes:
-        n = f.readinto(buf[got:])  # type: ignore[attr-defined]
+def _read_section(f: BinaryIO, entries: list[TensorEntry]) -> np.ndarray:
+    """The whole tensor section in one read, into one new buffer (its size is already checked
+    against the file size). One allocation: four fresh arrays cost 1.6x one read in page faults."""
+    end = entries[-1].offset + entries[-1].nbytes if entries else 0
+    buf = np.empty(end, dtype=np.uint8)
+    view, got = memoryview(buf), 0  # type: ignore[arg-type]
+    while got < end:
+        n = f.readinto(view[got:])  # type: ignore[attr-defined]
         if not n:
-            raise GraphFileError(f"file is truncated inside tensor {e.name!r}")
+            inside = next(e for e in entries if got < e.offset + e.nbytes)
+            raise GraphFileError(f"file is truncated inside tensor {inside.name!r}")
         got += n
-    if e.dtype == "bool" and buf.nbytes and int(np.frombuffer(buf, np.uint8).max()) > 1:
+    return buf
+
+
+def _tensor_at(buf: np.ndarray, e: TensorEntry) -> np.ndarray:
+    """Tensor ``e`` as a view of the section buffer (writeable, C order, 64-byte aligned)."""
+    raw = buf[e.offset:e.offset + e.nbytes]
+    if e.dtype == "bool" and raw.size and int(raw.max()) > 1:
         raise GraphFileError(f"tensor {e.name!r}: bool bytes must be 0 or 1")
+    arr = raw.view(DTYPES[e.dtype]).reshape(e.shape)
     if sys.byteorder == "big":
         arr = arr.byteswap().view(arr.dtype.newbyteorder())
     return arr
@@ -272,10 +282,12 @@ def _read(f: BinaryIO, size: int, limits: Limits, tensors: bool) -> tuple[Header
     if not tensors:
         return header, []
     _check_zero(_read_exact(f, data_start - PREAMBLE.size - hlen, "padding"), "after the header")
+    entries = _all_entries(header)
+    buf = _read_section(f, entries)
     arrays, pos = [], 0
-    for e in _all_entries(header):
-        _check_zero(_read_exact(f, e.offset - pos, "padding"), f"before tensor {e.name!r}")
-        arrays.append(_read_tensor(f, e))
+    for e in entries:
+        _check_zero(buf[pos:e.offset].tobytes(), f"before tensor {e.name!r}")
+        arrays.append(_tensor_at(buf, e))
         pos = e.offset + e.nbytes
     return header, arrays
 

@@ -13,10 +13,13 @@ class Add(Gate):
     name, version = "add", 1
 
     def forward(self, ctx: Ctx, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        ctx.shapes = (x.shape, y.shape)
+        sx, sy = x.shape, y.shape
+        ctx.shapes = None if sx == sy else (sx, sy)  # None: nothing is broadcast
         return x + y
 
     def backward(self, ctx: Ctx, dz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if ctx.shapes is None:  # dz is already shaped like both inputs
+            return dz, dz
         sx, sy = ctx.shapes
         return unbroadcast(dz, sx), unbroadcast(dz, sy)
 
@@ -27,10 +30,13 @@ class Sub(Gate):
     name, version = "sub", 1
 
     def forward(self, ctx: Ctx, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        ctx.shapes = (x.shape, y.shape)
+        sx, sy = x.shape, y.shape
+        ctx.shapes = None if sx == sy else (sx, sy)  # None: nothing is broadcast
         return x - y
 
     def backward(self, ctx: Ctx, dz: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        if ctx.shapes is None:  # dz is already shaped like both inputs
+            return dz, (-dz if ctx.needs_grad[1] else None)
         sx, sy = ctx.shapes
         dy = unbroadcast(-dz, sy) if ctx.needs_grad[1] else None
         return unbroadcast(dz, sx), dy
@@ -40,6 +46,7 @@ class Mul(Gate):
     """z = x * y.  Local gradients y and x: the mul gate swaps its inputs ("swap multiplier")."""
 
     name, version = "mul", 1
+    fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
     def forward(self, ctx: Ctx, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         ctx.x, ctx.y = x, y
@@ -56,6 +63,7 @@ class Div(Gate):
     """z = x / y.  Local gradients dz/dx = 1/y, dz/dy = -x/y² = -z/y."""
 
     name, version = "div", 1
+    fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
     def forward(self, ctx: Ctx, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         z = x / y
@@ -73,6 +81,7 @@ class Neg(Gate):
     """y = -x.  Local gradient -1."""
 
     name, version = "neg", 1
+    fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
         return -x
@@ -85,6 +94,7 @@ class Exp(Gate):
     """y = e^x.  Local gradient e^x = y."""
 
     name, version = "exp", 1
+    fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
         ctx.y = np.exp(x)
@@ -98,6 +108,7 @@ class Log(Gate):
     """y = ln x.  Local gradient 1/x."""
 
     name, version = "log", 1
+    fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
         ctx.x = x
@@ -111,6 +122,7 @@ class Square(Gate):
     """y = x².  Local gradient 2x."""
 
     name, version = "square", 1
+    fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
         ctx.x = x
@@ -127,6 +139,7 @@ class Max(Gate):
     """
 
     name, version = "max", 1
+    fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
     def forward(self, ctx: Ctx, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         ctx.sx, ctx.sy, ctx.mask = x.shape, y.shape, x >= y

@@ -15,6 +15,7 @@ class MatMul(Gate):
     """
 
     name, version = "matmul", 1
+    fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
     def forward(self, ctx: Ctx, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         ctx.x, ctx.w = x, w
@@ -37,10 +38,15 @@ class Affine(Gate):
     """
 
     name, version = "affine", 1
+    fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
     def forward(self, ctx: Ctx, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
         ctx.x, ctx.w = x, w
-        return x @ w + b
+        z = x @ w
+        if z.dtype == b.dtype and z.shape[-1:] == b.shape:
+            z += b  # in place, into the product we just made: one pass, no second array
+            return z
+        return z + b  # b that broadcasts otherwise or promotes: numpy's rules, as written
 
     def backward(self, ctx: Ctx, dz: np.ndarray) -> tuple[np.ndarray | None, ...]:
         x, w = ctx.x, ctx.w

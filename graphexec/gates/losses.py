@@ -20,20 +20,24 @@ class SoftmaxCrossEntropy(Gate):
     """
 
     name, version = "softmax_cross_entropy", 1
+    fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
     def forward(self, ctx: Ctx, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
         shifted = scores - scores.max(axis=1, keepdims=True)
-        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        e = np.exp(shifted)
+        z = e.sum(axis=1, keepdims=True)  # Σₖ e^(sᵢₖ - mᵢ)
         rows = np.arange(scores.shape[0])
-        ctx.p, ctx.rows, ctx.labels = np.exp(log_p), rows, labels
-        return np.asarray(-log_p[rows, labels].mean())
+        e /= z  # in place: e becomes the softmax p
+        ctx.p, ctx.rows, ctx.labels = e, rows, labels
+        return np.asarray((np.log(z[:, 0]) - shifted[rows, labels]).mean())  # mean of -log pᵢ,yᵢ
 
     def backward(self, ctx: Ctx, dloss: np.ndarray) -> tuple[np.ndarray | None, None]:
         if not ctx.needs_grad[0]:
             return None, None
-        dscores = ctx.p.copy()  # copy: ctx.p stays the softmax
-        dscores[ctx.rows, ctx.labels] -= 1
-        return dscores * (dloss / len(ctx.rows)), None
+        scale = dloss / len(ctx.rows)
+        dscores = ctx.p * scale  # a new array: ctx.p stays the softmax
+        dscores[ctx.rows, ctx.labels] -= scale
+        return dscores, None
 
 
 class SVMLoss(Gate):
@@ -45,6 +49,7 @@ class SVMLoss(Gate):
     """
 
     name, version = "svm_loss", 1
+    fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
     def forward(self, ctx: Ctx, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
         rows = np.arange(scores.shape[0])
@@ -65,6 +70,7 @@ class L2(Gate):
     """y = ½ Σᵢ xᵢ² over every element (a scalar), e.g. a weight penalty.  Local gradient x."""
 
     name, version = "l2", 1
+    fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
         ctx.x = x
