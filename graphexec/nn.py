@@ -43,7 +43,6 @@ __all__ = [
     "init_weights",
     "l2_penalty",
     "mlp",
-    "scale_nonnegative",
     "set_reg",
 ]
 
@@ -63,7 +62,6 @@ LOSSES: dict[str, str] = {"softmax": "softmax_cross_entropy", "svm": "svm_loss"}
 LEAKY_ALPHA = 0.1  # the lecture's max(0.1 x, x)
 PRELU_ALPHA0 = 0.25  # He et al. (2015): the learned slopes start at 0.25
 MAXOUT_PIECES = 2  # max(w1ᵀx + b1, w2ᵀx + b2), as in the lecture
-REG_NODE = "reg_scale"  # the node whose attribute holds the regularisation strength
 
 
 # ---------------------------------------------------------------------------- initialisation
@@ -172,33 +170,23 @@ def hidden_layer(b: GraphBuilder, x: Value, fan_in: int, fan_out: int, kind: str
 
 
 # ---------------------------------------------------------------------------- losses
-def scale_nonnegative(b: GraphBuilder, v: Value, factor: float, *, name: str) -> Value:
-    """``factor * v`` for a value ``v >= 0`` (such as an L2 penalty), with ``factor`` an attribute.
-
-    The built-in gates have no "multiply by a constant" op, and a constant stored as a parameter
-    would be trained. So the product is written as ``-leaky_relu(-v, alpha=factor)``: for
-    ``-v <= 0`` the leaky ReLU is exactly ``factor * (-v)``, and its local gradient is
-    ``factor``. Negation is exact in floating point, so the value is the same as
-    ``factor * v``. The node named ``name`` holds ``factor`` (see :func:`set_reg`).
-    """
-    neg = b.op("neg", v, name=f"{name}_neg")
-    scaled = b.op("leaky_relu", neg, alpha=float(factor), name=name)
-    return b.op("neg", scaled, name=f"{name}_out")
-
-
 def l2_penalty(b: GraphBuilder, weights: Sequence[Value | str], reg: float) -> Value:
     """``reg * Σ_W ½ ΣW²`` over ``weights``: the L2 regularisation of CS231n (biases excluded).
 
+    Each term is an ``l2`` node whose ``scale`` attribute holds ``reg`` (see :func:`set_reg`).
+
     Returns:
-        A scalar value ``reg_loss``.
+        A scalar value: the sum of the terms.
     """
     if not weights:
         raise GraphError("l2_penalty needs at least one weight")
-    terms = [b.op("l2", w, name=f"l2_{w.name if isinstance(w, Value) else w}") for w in weights]
+    reg = _check_reg(reg)
+    terms = [b.op("l2", w, scale=reg, name=f"l2_{w.name if isinstance(w, Value) else w}")
+             for w in weights]
     total = terms[0]
     for i, t in enumerate(terms[1:]):
         total = b.op("add", total, t, name=f"l2_sum{i + 1}")
-    return scale_nonnegative(b, total, _check_reg(reg), name=REG_NODE)
+    return total
 
 
 def classifier_loss(b: GraphBuilder, scores: Value, labels: Value, loss: str, *,
@@ -289,25 +277,27 @@ def _check_reg(reg: float) -> float:
 
 # ---------------------------------------------------------------------------- reading back
 def get_reg(g: Graph) -> float | None:
-    """The regularisation strength of a graph built by :func:`l2_penalty`, else None."""
+    """The regularisation strength of a graph built by :func:`l2_penalty` (the ``scale`` of its
+    ``l2`` nodes), else None."""
     for n in g.nodes:
-        if n.name == REG_NODE and n.op == "leaky_relu":
-            return float(n.attrs["alpha"])
+        if n.op == "l2":
+            return float(n.attrs.get("scale", 1.0))
     return None
 
 
 def set_reg(g: Graph, reg: float) -> Graph:
-    """A copy of ``g`` (parameters copied, training section kept) with strength ``reg``.
+    """A copy of ``g`` (parameters copied, training section kept) whose ``l2`` nodes have
+    strength ``reg``.
 
     Raises:
-        GraphError: If ``g`` has no regularisation node (it was not built by :func:`mlp` or
+        GraphError: If ``g`` has no ``l2`` node (it was not built by :func:`mlp` or
             :func:`l2_penalty`).
     """
     reg = _check_reg(reg)
     if get_reg(g) is None:
-        raise GraphError(f"graph {g.name!r} has no {REG_NODE!r} node to set the regularisation "
-                         "strength on; build it with graphexec.nn.mlp or nn.l2_penalty")
-    defs = [NodeDef(n.name, n.op, n.inputs, {**n.attrs, "alpha": reg} if n.name == REG_NODE
+        raise GraphError(f"graph {g.name!r} has no l2 node to set the regularisation strength "
+                         "on; build it with graphexec.nn.mlp or nn.l2_penalty")
+    defs = [NodeDef(n.name, n.op, n.inputs, {**n.attrs, "scale": reg} if n.op == "l2"
                     else dict(n.attrs), n.version) for n in g.nodes]
     params = {k: v.copy() for k, v in g.params.items()}
     return make_graph(g.name, g.input_decls, params, defs, g.output_map, metadata=g.metadata,

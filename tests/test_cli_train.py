@@ -102,7 +102,7 @@ def test_evaluate_prints_accuracy_and_confusion_matrix(capsys):
     (["evaluate", str(MODELS / "sigmoid_neuron.gx"), "--data", "spiral"],
      "error: graph 'sigmoid_neuron' has no input 'x'"),
     (["train", str(MODELS / "add_mul.gx"), "--data", "spiral", "--reg", "0.1"],
-     "error: graph 'add_mul' has no 'reg_scale' node"),
+     "error: graph 'add_mul' has no l2 node"),
     (["train", SPIRAL, "--data", "spiral", "--resume"], "error: resume=True, but graph 'spiral_mlp'"),
     (["train", SPIRAL, "--data", "digits"], ("error: X, y does not fit graph 'spiral_mlp': input 'x' "
                                              "expects shape (None, 2)")),

@@ -144,15 +144,14 @@ def test_regularisation_scale_is_exact_and_changeable():
     assert nn.get_reg(gx.loads(gx.dumps(nn.set_reg(g, 0.25)))) == 0.25
 
 
-def test_scale_nonnegative_equals_the_product_bit_for_bit():
+def test_l2_scale_is_the_regularisation_strength():
     b = gx.GraphBuilder("s")
-    v = b.input("v", shape=(), dtype="float64")
-    b.output(nn.scale_nonnegative(b, v, 0.3, name="scaled"), "out")
+    w = b.param("W", np.array([[1.0, -2.0], [3.0, 0.5]]))
+    b.output(nn.l2_penalty(b, [w], 0.3), "out")
     g = b.build()
-    for value in (0.0, 1e-300, 0.7, 12345.678):
-        ex = gx.Executor(g)
-        assert ex.forward(v=value)["out"] == 0.3 * value
-        assert ex.backward()["v"] == 0.3
+    ex = gx.Executor(g)
+    assert ex.forward()["out"] == (0.5 * 0.3) * (1 + 4 + 9 + 0.25)
+    np.testing.assert_array_equal(ex.backward()["W"], g.params["W"] * 0.3)
 
 
 def test_helpers_compose_other_architectures():
@@ -188,6 +187,6 @@ def test_bad_arguments_are_refused_with_a_clear_message(kwargs, message):
 
 
 def test_set_reg_needs_a_regularised_graph(models):
-    with pytest.raises(GraphError, match="graph 'add_mul' has no 'reg_scale' node"):
+    with pytest.raises(GraphError, match="graph 'add_mul' has no l2 node"):
         nn.set_reg(gx.load(models / "add_mul.gx"), 0.1)
     assert nn.get_reg(gx.load(models / "add_mul.gx")) is None

@@ -7,6 +7,7 @@ in range; they take no gradient, so backward returns None for them.
 from __future__ import annotations
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from graphexec.gate import Ctx, Gate
 
@@ -67,14 +68,19 @@ class SVMLoss(Gate):
 
 
 class L2(Gate):
-    """y = ½ Σᵢ xᵢ² over every element (a scalar), e.g. a weight penalty.  Local gradient x."""
+    """y = ½ · scale · Σᵢ xᵢ² over every element (a scalar), e.g. a weight penalty with
+    strength ``scale``.  Local gradient scale · x."""
 
     name, version = "l2", 1
     fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
+    class Attrs(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        scale: float = 1.0
+
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
         ctx.x = x
-        return np.asarray(0.5 * (x * x).sum())
+        return np.asarray((0.5 * self.attrs.scale) * (x * x).sum())
 
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
-        return (ctx.x * dy,)
+        return (ctx.x * (self.attrs.scale * dy),)

@@ -184,7 +184,8 @@ def _svm(em: _Emitter, n: Node, ins: list[str], out: str, dt: np.dtype) -> None:
 def _l2(em: _Emitter, n: Node, ins: list[str], out: str, dt: np.dtype) -> None:
     sq = em.node("Mul", [ins[0], ins[0]], hint=f"{n.name}_sq")
     total = em.reduce("ReduceSum", sq, None, None, hint=f"{n.name}_sum")
-    em.node("Mul", [total, em.const(0.5, dt, f"{n.name}_half")], out)
+    half = 0.5 * float(n.attrs.get("scale", 1.0))  # y = ½ · scale · Σx²
+    em.node("Mul", [total, em.const(half, dt, f"{n.name}_half")], out)
 
 
 #: Built-in op -> how it is written in ONNX.
