@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pydantic
 
 from graphexec.errors import GraphError
 from graphexec.executor import run
-from graphexec.graph import DTYPE_NAMES, Graph, InputDecl, NodeDef, make_graph
+from graphexec.graph import DTYPE_NAMES, Graph, InputDecl, NodeDef, make_graph, validate_attrs
 from graphexec.registry import registry
 
 __all__ = ["GraphBuilder", "Value"]
@@ -64,12 +63,7 @@ class GraphBuilder:
         """Apply gate ``op`` to ``inputs``; attributes as keywords: ``op("leaky_relu", h, alpha=0.1)``."""
         info = registry().resolve(op, 1)
         node = name or f"{op}_{len(self._nodes)}"
-        try:
-            model = info.cls.Attrs(**attrs)
-        except pydantic.ValidationError as e:
-            err = e.errors()[0]
-            raise GraphError(f"node {node!r} ({op}): bad attribute "
-                             f"{'.'.join(map(str, err['loc']))!r}: {err['msg']}") from e
+        model = validate_attrs(node, op, info.cls, attrs)
         names = tuple(v.name if isinstance(v, Value) else v for v in inputs)
         self._nodes.append(NodeDef(node, op, names, model.model_dump(), info.version))
         return Value(node)

@@ -6,6 +6,7 @@ Messages say what was expected, what was found, and what to do about it.
 from __future__ import annotations
 
 __all__ = [
+    "printable",
     "GraphexecError",
     "GraphFileError",
     "GraphError",
@@ -33,3 +34,8 @@ class UnknownOpError(GraphexecError):
 
 class PluginError(GraphexecError):
     """A gate plugin could not be imported or its class breaks the gate contract."""
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character escaped: messages may quote untrusted values."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)

@@ -14,7 +14,7 @@ import networkx as nx
 import numpy as np
 import pydantic
 
-from graphexec.errors import GraphError
+from graphexec.errors import GraphError, printable
 from graphexec.fileformat import Header, tensor_entries
 from graphexec.fileformat.codec import describe_loc
 from graphexec.fileformat.schema import InputSpec, NodeSpec, OpSpec, OutputSpec, TrainingSection
@@ -152,21 +152,28 @@ def _bind(d: NodeDef, reg: Registry, provenance: Mapping[str, tuple[str, str]]) 
     if info.n_inputs >= 0 and info.n_inputs != len(d.inputs):
         raise GraphError(f"node {d.name!r}: op {d.op!r} takes {info.n_inputs} inputs, "
                          f"got {len(d.inputs)}: {list(d.inputs)}")
-    try:
-        attrs = info.cls.Attrs.model_validate(dict(d.attrs))
-    except pydantic.ValidationError as e:
-        err = e.errors(include_url=False, include_context=False, include_input=False)[0]
-        where = describe_loc(err["loc"])
-        raise GraphError(f"node {d.name!r} ({d.op}): bad attribute {where!r}: "
-                         f"{_printable(err['msg'])}") from e
-    _check_no_coercion(d, attrs)
+    attrs = validate_attrs(d.name, d.op, info.cls, d.attrs)
     return Node(d.name, d.op, version if version is not None else info.version,
                 tuple(d.inputs), dict(d.attrs), info.cls(attrs), info)
 
 
-def _printable(text: str) -> str:
-    """``text`` with control characters escaped (gate validators may echo attribute values)."""
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+def validate_attrs(node: str, op: str, cls: type[Gate], attrs: Mapping[str, Any]) -> Any:
+    """``attrs`` validated by the gate's ``Attrs`` model, with no conversion between types
+    (``True`` is no number, ``"0.5"`` no float; an int may fill a float). GraphError names the
+    node and the attribute."""
+    try:
+        model = cls.Attrs.model_validate(dict(attrs))
+    except pydantic.ValidationError as e:
+        err = e.errors(include_url=False, include_context=False, include_input=False)[0]
+        raise GraphError(f"node {node!r} ({op}): bad attribute {describe_loc(err['loc'])!r}: "
+                         f"{printable(err['msg'])}") from e
+    for key, given in attrs.items():
+        validated = getattr(model, key, given)
+        if not _same_kind(given, validated):
+            raise GraphError(f"node {node!r} ({op}): bad attribute {key!r}: expected "
+                             f"{_kind(validated)}, found {_kind(given)} {given!r:.60} "
+                             "(attributes are not converted between types)")
+    return model
 
 
 def _kind(v: Any) -> str:
@@ -190,15 +197,6 @@ def _same_kind(given: Any, validated: Any) -> bool:
     if a == "list" and b == "list":
         return len(given) == len(validated) and all(map(_same_kind, given, validated))
     return a == b or (a == "int" and b == "float") or b not in ("bool", "int", "float", "str", "nil", "list")
-
-
-def _check_no_coercion(d: NodeDef, attrs: pydantic.BaseModel) -> None:
-    for key, given in d.attrs.items():
-        validated = getattr(attrs, key, given)
-        if not _same_kind(given, validated):
-            raise GraphError(f"node {d.name!r} ({d.op}): bad attribute {key!r}: expected "
-                             f"{_kind(validated)}, found {_kind(given)} {given!r:.60} "
-                             "(attributes are not converted between types)")
 
 
 def make_graph(name: str, inputs: Sequence[InputDecl], params: dict[str, np.ndarray],
@@ -269,7 +267,7 @@ def to_header(g: Graph) -> tuple[Header, list[np.ndarray]]:
     except pydantic.ValidationError as e:
         err = e.errors(include_url=False, include_context=False, include_input=False)[0]
         raise GraphError(f"cannot save graph {g.name!r}: {describe_loc(err['loc'])}: "
-                         f"{_printable(err['msg'])}") from e
+                         f"{printable(err['msg'])}") from e
 
 
 def _to_header(g: Graph) -> tuple[Header, list[np.ndarray]]:

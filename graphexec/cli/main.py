@@ -13,7 +13,7 @@ import numpy as np
 
 import graphexec as gx
 from graphexec.cli.common import UsageError, emit_json, fmt, parse_assignments, to_json
-from graphexec.errors import GraphexecError, UnknownOpError
+from graphexec.errors import GraphexecError, UnknownOpError, printable
 from graphexec.fileformat import read_header
 from graphexec.registry import registry
 
@@ -184,8 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(text: str) -> str:
-    text = " ".join(text.split())  # defence in depth: never print a control character
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    return printable(" ".join(text.split()))  # defence in depth: no control characters
 
 
 def entry() -> None:
