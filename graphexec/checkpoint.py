@@ -198,8 +198,10 @@ def _read_rng(s: Mapping[str, Any]) -> np.random.Generator:
 
 
 def _floats(s: Mapping[str, Any], key: str) -> list[float]:
-    ok = (lambda v: isinstance(v, list)
-          and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v))
+    def ok(v: Any) -> bool:
+        return isinstance(v, list) and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+
     return [float(x) for x in _get(s, key, ok, "a list of numbers", [], section="state")]
 
 
