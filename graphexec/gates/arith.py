@@ -78,8 +78,9 @@ class Div(Gate):
     """z = x / y.  Local gradients dz/dx = 1/y, dz/dy = -x/y² = -z/y.
 
     Integer ÷ integer truncates toward zero and keeps the integer dtype (numpy's result type
-    of x and y), as C and ONNX ``Div`` do: 7 / -2 = -3.  Integers take no gradient, and an
-    integer division by zero is refused.  Any float operand gives true (float) division.
+    of x and y), as C and ONNX ``Div`` do: 7 / -2 = -3.  An integer x / 0 is 0 (numpy's rule;
+    C and ONNX leave it undefined).  Integers take no gradient.  Any float operand gives true
+    (float) division.
     """
 
     name, version = "div", 1
@@ -111,11 +112,8 @@ def truncated_div(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     if dtype.kind not in "iu":
         raise GraphError(f"div of {x.dtype} by {y.dtype}: numpy has no integer type for both "
                          f"(it would give {dtype}); cast one of them with .astype")
-    if not np.all(y):
-        at = tuple(int(i) for i in np.argwhere(y == 0)[0])
-        raise GraphError(f"integer division by zero: the divisor is 0 at index {at}; expected "
-                         "nonzero divisors (or float inputs, which give inf/nan)")
-    q, r = np.divmod(x, y)  # floors toward -inf; r has the sign of y
+    with np.errstate(divide="ignore"):  # x / 0 is 0 for integers, as in numpy
+        q, r = np.divmod(x, y)  # floors toward -inf; r has the sign of y
     q += (r != 0) & ((x < 0) != (y < 0))  # step back toward zero where the signs differ
     return np.asarray(q, dtype=dtype)
 
