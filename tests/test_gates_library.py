@@ -560,16 +560,16 @@ BAD_LABELS = [
     (np.zeros((3, 10)), np.array([0, 10, 3]),
      "label 10 at row 1 is not in 0..9 (scores have 10 classes); give class indices from 0 to 9"),
     (np.zeros((3, 10)), np.array([0, 1]),
-     "the labels have 2 entries but the scores have 3 rows; expected one label per row, "
-     "shape (3,)"),
+     ("the labels have 2 entries but the scores have 3 rows; expected one label per row, "
+      "shape (3,)")),
     (np.zeros((3, 10)), np.array([[0, 1, 2]]),
-     "the labels have shape (1, 3) but the scores have 3 rows; expected one label per row, "
-     "shape (3,)"),
+     ("the labels have shape (1, 3) but the scores have 3 rows; expected one label per row, "
+      "shape (3,)")),
     (np.zeros((3, 10)), np.array([0.0, 1.0, 2.0]),
      "labels must be integer class indices; found float64; convert them with .astype('int64')"),
     (np.zeros((2, 3, 10)), np.array([0, 1]),
-     "scores must be a matrix (N, C), one row per sample; found shape (2, 3, 10); reshape them "
-     "to (N, C)"),
+     ("scores must be a matrix (N, C), one row per sample; found shape (2, 3, 10); reshape "
+      "them to (N, C)")),
 ]
 
 

@@ -50,7 +50,7 @@ class MatMul(Gate):
         return np.asarray(x @ w)
 
     def backward(self, ctx: Ctx, dz: np.ndarray) -> tuple[np.ndarray | None, ...]:
-        return matmul_grads(ctx.x, ctx.w, dz, ctx.needs_grad)
+        return matmul_grads(ctx.x, ctx.w, dz, (ctx.needs_grad[0], ctx.needs_grad[1]))
 
     @staticmethod
     def sample_inputs(rng: np.random.Generator) -> Sample:
@@ -91,8 +91,8 @@ class Affine(Gate):
         sx, sw = matmul_shapes(rng)
         x, w = rng.standard_normal(sx), rng.standard_normal(sw)
         sz = np.shape(x @ w)
-        sb = (2, *sz) if rng.random() < 0.15 else broadcasts_to(rng, sz)  # (2, ...): b
-        # broadcasts x @ W itself to one more axis
+        # a b that broadcasts against x @ W, now and then one that adds an axis to it: (2, ...)
+        sb = (2, *sz) if rng.random() < 0.15 else broadcasts_to(rng, sz)
         return (x, w, rng.standard_normal(sb)), {}
 
 
