@@ -233,8 +233,7 @@ def _gate_failed(graph: Graph, k: int, phase: str, e: Exception) -> None:
         raise e  # backward's own errors (gradient shape or count) name the node already
     n = graph.nodes[k]
     if isinstance(e, GraphexecError):
-        args = ", ".join(map(repr, n.inputs))
-        raise type(e)(f"node {n.name!r} ({n.op} of {args}): {e}") from e
+        raise type(e)(f"node {n.name!r} ({n.op}) failed in {phase}: {e}") from e
     raise GraphError(f"node {n.name!r} ({n.op}) failed in {phase}: {type(e).__name__}: {e}") from e
 
 

@@ -600,7 +600,7 @@ def test_bad_labels_are_refused_by_executor_run_and_cli(op, tmp_path, capsys):
 
     g = _classifier(op)
     scores, y = np.zeros((3, 10)), np.array([0, 1, -1])
-    want = (f"node 'loss' ({op} of 'scores', 'y'): label -1 at row 2 is not in 0..9 (scores "
+    want = (f"node 'loss' ({op}) failed in forward: label -1 at row 2 is not in 0..9 (scores "
             "have 10 classes); give class indices from 0 to 9")
     with pytest.raises(gx.GraphError) as e:
         gx.Executor(g).forward(scores=scores, y=y)
