@@ -227,10 +227,13 @@ class Executor:
 
 
 def _gate_failed(graph: Graph, k: int, phase: str, e: Exception) -> None:
-    """Re-raise a gate's own exception as a GraphError that names the node."""
-    if isinstance(e, GraphexecError) or k < 0:
-        raise e
+    """Re-raise a gate's own exception as a GraphError that names the node; a graphexec error
+    a gate raises in forward (bad labels, say) keeps its class and gains the node's name."""
+    if k < 0 or (isinstance(e, GraphexecError) and phase == "backward"):
+        raise e  # backward's own errors (gradient shape or count) name the node already
     n = graph.nodes[k]
+    if isinstance(e, GraphexecError):
+        raise type(e)(f"node {n.name!r} ({n.op}) failed in {phase}: {e}") from e
     raise GraphError(f"node {n.name!r} ({n.op}) failed in {phase}: {type(e).__name__}: {e}") from e
 
 

@@ -15,7 +15,8 @@ central difference averages two slopes. A coordinate that fails the central test
 when, term by term (``f = Σⱼ tⱼ``, one term per output element), the one-sided slopes
 ``Lⱼ = (tⱼ(x) - tⱼ(x-h))/h`` and ``Rⱼ = (tⱼ(x+h) - tⱼ(x))/h`` differ (a kink lies within
 ``h``) and the analytic value lies in ``[Σⱼ min(Lⱼ, Rⱼ), Σⱼ max(Lⱼ, Rⱼ)]``: any subgradient is
-a right answer, and a coordinate that moves several ties at once (a batch of maxout rows) has
+a right answer (the max gate's documented choice at a tie, all of dz to its first input, is
+one: its slopes there are 0 and 1), and a coordinate that moves several ties at once (a batch of maxout rows) has
 each tie counted once.
 
 **Node by node.** When the whole graph fails, every node's gate is checked alone on the very
@@ -221,20 +222,25 @@ def sample_coords(shape: Index, max_coords: int, rng: np.random.Generator) -> li
 def check_tensor(name: str, x: np.ndarray, analytic: np.ndarray, objective: Objective,
                  coords: Sequence[Index], *, t0: np.ndarray, eps: float,
                  rtol: float) -> TensorCheck:
-    """Perturb ``x`` in place at each coordinate (restoring it exactly) and judge ``analytic``."""
+    """Perturb ``x`` in place at each coordinate (restoring it exactly) and judge ``analytic``.
+
+    The step is ``eps``, or 4 units in the last place of x where that is larger (|x| > ~1e10),
+    so that x + h != x; the rounding noise allowed grows as the step's share of x shrinks.
+    """
     out = TensorCheck(name, tuple(x.shape))
     scale0 = float(np.abs(t0).sum())
     for idx in coords:
         old = float(x[idx])
-        x[idx] = old + eps
+        h = max(eps, 4.0 * float(np.spacing(abs(old))))  # where |x| is large, eps would not move x
+        x[idx] = old + h
         hp = float(x[idx]) - old
         tp = objective()
-        x[idx] = old - eps
+        x[idx] = old - h
         hm = old - float(x[idx])
         tm = objective()
         x[idx] = old
         scale = max(scale0, float(np.abs(tp).sum()), float(np.abs(tm).sum()))
-        noise = NOISE_ULPS * EPS64 * scale / eps
+        noise = NOISE_ULPS * EPS64 * scale / min(hp, hm)
         a = float(analytic[idx])
         err, verdict = judge(a, tp, t0, tm, hp, hm, noise, rtol)
         out.note(idx, a, float(np.sum(tp) - np.sum(tm)) / (hp + hm), err, verdict)

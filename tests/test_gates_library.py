@@ -432,3 +432,243 @@ def test_one_gate_many_runs():
     d1, _ = gate.backward(c1, np.array(1.0))
     _, (expected, _) = run(SoftmaxCrossEntropy(), (s1, y), np.array(1.0))
     np.testing.assert_array_equal(d1, expected)
+
+
+# ---------------------------------------------------------------------------- forward == backward's domain
+# Issue 10 §2: no gate accepts in forward what its backward cannot serve. These go through the
+# executor (which checks every gradient's shape) and gx.gradcheck (numerical agreement).
+
+
+def one_node_graph(op, inputs, attrs=None):
+    import graphexec as gx
+
+    b = gx.GraphBuilder(f"one_{op}")
+    ins = [b.input(f"in{i}", shape=v.shape, dtype=v.dtype.name) for i, v in enumerate(inputs)]
+    b.output(b.op(op, *ins, name="node", **(attrs or {})), "out")
+    return b.build(), {f"in{i}": v for i, v in enumerate(inputs)}
+
+
+def executor_grads(op, inputs, dout=None, attrs=None):
+    import graphexec as gx
+
+    g, feed = one_node_graph(op, inputs, attrs)
+    ex = gx.Executor(g)
+    out = ex.forward(feed)["out"]
+    seed = np.ones_like(out) if dout is None else dout
+    floats = [k for k, v in feed.items() if v.dtype.kind == "f"]
+    return out, ex.backward({"out": seed}, wrt=floats)
+
+
+@pytest.mark.parametrize("b_shape", [(5,), (1, 5), (4, 5), (1, 1), ()])
+def test_affine_bias_gradient_is_shaped_like_the_bias(b_shape):
+    rng = np.random.default_rng(21)
+    x, w, b = rng.normal(size=(4, 3)), rng.normal(size=(3, 5)), rng.normal(size=b_shape)
+    dz = rng.normal(size=(4, 5))
+    out, grads = executor_grads("affine", [x, w, b], dz)
+    np.testing.assert_allclose(out, x @ w + b, rtol=1e-12)
+    assert grads["in2"].shape == b_shape
+    np.testing.assert_allclose(grads["in2"], unbroadcast_ref(dz, b_shape), rtol=1e-12)
+    np.testing.assert_allclose(grads["in0"], dz @ w.T, rtol=1e-12)
+    np.testing.assert_allclose(grads["in1"], x.T @ dz, rtol=1e-12)
+
+
+def unbroadcast_ref(grad, shape):
+    """Sum grad down to shape, one axis at a time (an independent spelling of unbroadcast)."""
+    while grad.ndim > len(shape):
+        grad = grad.sum(axis=0)
+    for i, n in enumerate(shape):
+        if n == 1 and grad.shape[i] != 1:
+            grad = grad.sum(axis=i, keepdims=True)
+    return grad
+
+
+MATMUL_SHAPES = [
+    ((3,), (3,)),  # inner product: a scalar
+    ((3,), (3, 4)),  # row vector
+    ((2, 3), (3,)),  # column vector
+    ((2, 3), (3, 4)),
+    ((5, 2, 3), (3, 4)),  # a batch of x against one W
+    ((2, 3), (5, 3, 4)),  # one x against a batch of W
+    ((5, 2, 3), (5, 3, 4)),
+    ((1, 2, 3), (5, 3, 4)),  # batch axis of size 1 broadcast
+    ((6, 1, 2, 3), (5, 3, 4)),  # both batch shapes broadcast: (6, 5, 2, 4)
+    ((3,), (5, 3, 4)),  # vector against a batch
+    ((5, 2, 3), (3,)),
+]
+
+
+@pytest.mark.parametrize(("sx", "sw"), MATMUL_SHAPES, ids=str)
+def test_matmul_backward_follows_numpy_matmul(sx, sw):
+    rng = np.random.default_rng(22)
+    x, w = rng.normal(size=sx), rng.normal(size=sw)
+    dz = rng.normal(size=np.shape(x @ w))
+    out, grads = executor_grads("matmul", [x, w], dz)
+    np.testing.assert_allclose(out, x @ w, rtol=1e-12)
+    # reference: f = Σ dz · (x @ w) is linear in x and in w, so its gradient is exact via einsum
+    assert grads["in0"].shape == sx and grads["in1"].shape == sw
+    for name, v in (("in0", x), ("in1", w)):
+        numeric = np.zeros_like(v)
+        for idx in np.ndindex(v.shape):  # f is linear: a unit step gives the exact derivative
+            e = np.zeros_like(v)
+            e[idx] = 1.0
+            numeric[idx] = np.sum(dz * ((e @ w) if name == "in0" else (x @ e)))
+        np.testing.assert_allclose(grads[name], numeric, rtol=1e-10, atol=1e-12)
+
+
+def test_affine_follows_matmul_semantics_and_keeps_dtype():
+    rng = np.random.default_rng(23)
+    x, w, b = rng.normal(size=(5, 2, 3)), rng.normal(size=(3, 4)), rng.normal(size=(2, 1))
+    _, grads = executor_grads("affine", [x, w, b])
+    assert [grads[k].shape for k in ("in0", "in1", "in2")] == [(5, 2, 3), (3, 4), (2, 1)]
+    np.testing.assert_allclose(grads["in2"], np.full((2, 1), 5 * 4.0))
+    x32, w32 = x.astype(np.float32), w.astype(np.float32)
+    ctx = Ctx()
+    ctx.needs_grad = (True, True, True)
+    z = Affine().forward(ctx, x32, w32, b)  # a float64 bias promotes z, as numpy does
+    dx, dw, db = Affine().backward(ctx, np.ones_like(z))
+    assert z.dtype == db.dtype == np.float64 and dx.dtype == dw.dtype == np.float32
+
+
+def test_prelu_slope_that_broadcasts_x_gives_dx_shaped_like_x():
+    rng = np.random.default_rng(24)
+    x, alpha = away_from_zero(rng, (3,)), rng.uniform(0.1, 0.3, size=(2, 1))
+    out, grads = executor_grads("prelu", [x, alpha])
+    assert out.shape == (2, 3) and grads["in0"].shape == (3,) and grads["in1"].shape == (2, 1)
+    np.testing.assert_allclose(grads["in0"], np.where(x > 0, 2.0, alpha.sum()))
+
+
+@pytest.mark.parametrize(("shapes", "found"), [
+    (((3,), (2, 3, 4), (2, 4)), "x (3,), W (2, 3, 4), b (2, 4)"),
+    (((5, 3), (2, 3, 4), (4,)), "x (5, 3), W (2, 3, 4), b (4,)"),
+    (((5, 3), (2, 3, 4), (1, 4)), "x (5, 3), W (2, 3, 4), b (1, 4)"),
+    (((2, 5, 3), (2, 3, 4), (2, 4)), "x (2, 5, 3), W (2, 3, 4), b (2, 4)"),
+])
+def test_maxout_refuses_shapes_its_backward_cannot_serve(shapes, found):
+    from graphexec.errors import GraphError
+
+    inputs = [np.ones(s) for s in shapes]
+    with pytest.raises(GraphError) as e:
+        Maxout().forward(Ctx(), *inputs)
+    assert str(e.value) == (f"maxout expects x (N, D), W (k, D, H) and b (k, H); found {found}; "
+                            "reshape them to fit")
+
+
+# ---------------------------------------------------------------------------- labels
+BAD_LABELS = [
+    (np.zeros((3, 10)), np.array([0, 1, -1]),
+     "label -1 at row 2 is not in 0..9 (scores have 10 classes); give class indices from 0 to 9"),
+    (np.zeros((3, 10)), np.array([0, 10, 3]),
+     "label 10 at row 1 is not in 0..9 (scores have 10 classes); give class indices from 0 to 9"),
+    (np.zeros((3, 10)), np.array([0, 1]),
+     ("the labels have 2 entries but the scores have 3 rows; expected one label per row, "
+      "shape (3,)")),
+    (np.zeros((3, 10)), np.array([[0, 1, 2]]),
+     ("the labels have shape (1, 3) but the scores have 3 rows; expected one label per row, "
+      "shape (3,)")),
+    (np.zeros((3, 10)), np.array([0.0, 1.0, 2.0]),
+     "labels must be integer class indices; found float64; convert them with .astype('int64')"),
+    (np.zeros((2, 3, 10)), np.array([0, 1]),
+     ("scores must be a matrix (N, C), one row per sample; found shape (2, 3, 10); reshape "
+      "them to (N, C)")),
+]
+
+
+@pytest.mark.parametrize("cls", [SoftmaxCrossEntropy, SVMLoss])
+@pytest.mark.parametrize(("scores", "labels", "message"), BAD_LABELS)
+def test_losses_refuse_bad_labels_with_one_clear_line(cls, scores, labels, message):
+    from graphexec.errors import GraphError
+
+    with pytest.raises(GraphError) as e:
+        cls().forward(Ctx(), scores, labels)
+    assert str(e.value) == message
+
+
+def _classifier(op):
+    import graphexec as gx
+
+    b = gx.GraphBuilder("clf")
+    s, y = b.input("scores", shape=(None, 10)), b.input("y", shape=(None,), dtype="int64")
+    b.output(b.op(op, s, y, name="loss"), "loss")
+    return b.build()
+
+
+@pytest.mark.parametrize("op", ["softmax_cross_entropy", "svm_loss"])
+def test_bad_labels_are_refused_by_executor_run_and_cli(op, tmp_path, capsys):
+    """Before: label -1 silently meant the last class in all three."""
+    import graphexec as gx
+    from graphexec.cli.main import main
+
+    g = _classifier(op)
+    scores, y = np.zeros((3, 10)), np.array([0, 1, -1])
+    want = (f"node 'loss' ({op}) failed in forward: label -1 at row 2 is not in 0..9 (scores "
+            "have 10 classes); give class indices from 0 to 9")
+    with pytest.raises(gx.GraphError) as e:
+        gx.Executor(g).forward(scores=scores, y=y)
+    assert str(e.value) == want
+    with pytest.raises(gx.GraphError) as e:
+        gx.run(g, scores=scores, y=np.array([0, 1]))
+    assert "the labels have 2 entries but the scores have 3 rows" in str(e.value)
+    path = tmp_path / "clf.gx"
+    gx.save(g, path)
+    np.save(tmp_path / "s.npy", scores)
+    assert main(["run", str(path), "-i", f"scores=@{tmp_path / 's.npy'}", "-i", "y=[0,1,-1]"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {want}\n"
+
+
+# ---------------------------------------------------------------------------- integer div
+def test_integer_div_truncates_toward_zero_and_keeps_dtype():
+    from graphexec.gates.arith import Div
+
+    x = np.array([7, -7, 7, -7, 6, 0, -1], dtype=np.int32)
+    y = np.array([2, 2, -2, -2, -3, 5, 3], dtype=np.int32)
+    z = Div().forward(Ctx(), x, y)
+    assert z.dtype == np.int32  # before: float64 true division
+    np.testing.assert_array_equal(z, [3, -3, -3, 3, -2, 0, 0])  # C / ONNX Div: toward zero
+    z = Div().forward(Ctx(), x, np.int64(2))
+    assert z.dtype == np.int64
+    np.testing.assert_array_equal(z, [3, -3, 3, -3, 3, 0, 0])
+
+
+def test_integer_div_by_zero_gives_zero_without_a_warning():
+    from graphexec.gates.arith import Div
+
+    z = Div().forward(Ctx(), np.array([[1, -2], [3, 4]]), np.array([1, 0]))  # warnings: errors
+    np.testing.assert_array_equal(z, [[1, 0], [3, 0]])
+
+
+def test_div_with_one_float_operand_is_true_division_with_a_gradient_for_the_float():
+    import graphexec as gx
+
+    b = gx.GraphBuilder("mixed_div")
+    x, k = b.input("x", shape=(3,)), b.input("k", shape=(3,), dtype="int64")
+    b.output(b.op("div", x, k), "z")
+    b.output(b.op("div", k, b.op("div", k, k)), "q")  # integer all the way: stays int64
+    ex = gx.Executor(b.build())
+    out = ex.forward(x=np.array([1.0, -3.0, 5.0]), k=np.array([2, 4, -5]))
+    np.testing.assert_array_equal(out["z"], [0.5, -0.75, -1.0])
+    assert out["q"].dtype == np.int64
+    np.testing.assert_array_equal(out["q"], [2, 4, -5])
+    grads = ex.backward({"z": np.ones(3)})
+    assert list(grads) == ["x"]
+    np.testing.assert_array_equal(grads["x"], [0.5, 0.25, -0.2])
+
+
+# ---------------------------------------------------------------------------- max at a tie
+def test_max_tie_sends_the_whole_gradient_to_the_first_input():
+    from graphexec.gates.arith import Max
+
+    x, y = np.array([1.0, 2.0, 3.0]), np.array([1.0, 5.0, 3.0])
+    dz = np.array([10.0, 20.0, 30.0])
+    ctx = Ctx()
+    ctx.needs_grad = (True, True)
+    Max().forward(ctx, x, y)
+    dx, dy = Max().backward(ctx, dz)
+    np.testing.assert_array_equal(dx, [10.0, 0.0, 30.0])
+    np.testing.assert_array_equal(dy, [0.0, 20.0, 0.0])
+    ctx = Ctx()
+    ctx.needs_grad = (True, True)
+    Max().forward(ctx, y, x)  # swapped: the first input still wins the ties
+    dy2, dx2 = Max().backward(ctx, dz)
+    np.testing.assert_array_equal(dy2, [10.0, 20.0, 30.0])
+    np.testing.assert_array_equal(dx2, [0.0, 0.0, 0.0])

@@ -358,3 +358,36 @@ def test_cli_check_grad_exits_1_and_names_the_wrong_gate(tmp_path, capsys, resto
     assert main(["check", str(tmp_path / "bad.gx"), "--grad", "--json"]) == 1
     res = json.loads(capsys.readouterr().out)
     assert res["ok"] is False and res["gradcheck"]["failures"][-1]["node"] == "sq"
+
+
+# ---------------------------------------------------------------------------- max at a tie
+TIED_Y = {  # each ties with x = [[1, -2, 0.5], [1, 0, 0.5]] somewhere, some under broadcasting
+    "same shape": np.array([[1.0, -1.0, 0.5], [2.0, 0.0, 0.7]]),
+    "row": np.array([1.0, 0.0, 0.5]),
+    "column": np.array([[1.0], [0.5]]),
+    "scalar": np.array(0.5),
+}
+
+
+@pytest.mark.parametrize("order", ["xy", "yx"])
+@pytest.mark.parametrize("tie", sorted(TIED_Y))
+def test_max_ties_pass_for_the_documented_choice_in_a_graph(order, tie):
+    """The max gate sends dz to its first input at a tie (documented in the gate); gradcheck
+    must accept that subgradient however the tie is broadcast and whatever reads the max."""
+    x, y = np.array([[1.0, -2.0, 0.5], [1.0, 0.0, 0.5]]), TIED_Y[tie]
+    b = gx.GraphBuilder("ties")
+    xi, yi = b.input("x", shape=x.shape), b.input("y", shape=y.shape)
+    m = b.op("max", xi, yi) if order == "xy" else b.op("max", yi, xi)
+    b.output(b.op("sum", b.op("mul", m, b.op("square", m))), "f")  # Σ max³: not linear in max
+    report = gradcheck(b.build(), {"x": x, "y": y})
+    assert report.ok, str(report)
+    assert report.n_kinks > 0
+
+
+def test_max_tie_at_large_values_does_not_divide_by_a_zero_step():
+    """Before: at |x| ~ 1e11, x + 1e-6 == x, the step was 0 and gradcheck raised
+    ZeroDivisionError (also a traceback from `graphexec check --grad`)."""
+    g, feed = one_node("max", [np.full((2,), 1e11), np.array([1e11, 3e15])])
+    report = gradcheck(g, feed)
+    assert report.ok, str(report)
+    assert report.n_checked == 4

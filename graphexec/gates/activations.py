@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from graphexec.errors import GraphError
 from graphexec.gate import Ctx, Gate, unbroadcast
+from graphexec.gates._samples import Sample, broadcasts_to, random_shape
+from graphexec.gates.arith import unary_sample
 
 
 class Sigmoid(Gate):
@@ -13,6 +16,7 @@ class Sigmoid(Gate):
 
     name, version = "sigmoid", 1
     fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    sample_inputs = staticmethod(unary_sample)
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
         y = np.exp(-np.logaddexp(0.0, -x))  # = 1/(1+e^-x), without overflow for large |x|
@@ -29,6 +33,7 @@ class Tanh(Gate):
 
     name, version = "tanh", 1
     fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    sample_inputs = staticmethod(unary_sample)
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
         ctx.y = np.tanh(x)
@@ -49,6 +54,7 @@ class ReLU(Gate):
 
     name, version = "relu", 1
     fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    sample_inputs = staticmethod(unary_sample)
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
         ctx.x = x  # the mask is made in backward: inference never pays for it
@@ -75,12 +81,18 @@ class LeakyReLU(Gate):
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
         return (np.where(ctx.mask, dy, self.attrs.alpha * dy),)
 
+    @staticmethod
+    def sample_inputs(rng: np.random.Generator) -> Sample:
+        return unary_sample(rng)[0], {"alpha": float(rng.uniform(0.01, 0.5))}
+
 
 class PReLU(Gate):
     """y = x if x > 0 else αx, where the slope α is an input that is learned.
 
-    α is a scalar (shape ()) or one slope per feature (shape (D,), broadcast over x's last axis).
-    Local gradients: dy/dx = 1 or α;  dy/dα = 0 or x, summed over every x that shares that α.
+    α is a scalar (shape ()) or one slope per feature (shape (D,), broadcast over x's last axis);
+    any shape that broadcasts with x works, as in numpy.
+    Local gradients: dy/dx = 1 or α;  dy/dα = 0 or x, summed over every x that shares that α
+    (and dx over every α that shares that x, if α broadcast x to more axes).
     """
 
     name, version = "prelu", 1
@@ -92,9 +104,15 @@ class PReLU(Gate):
 
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray | None, ...]:
         x, alpha, mask = ctx.x, ctx.alpha, ctx.mask
-        dx = np.where(mask, dy, alpha * dy) if ctx.needs_grad[0] else None
+        dx = unbroadcast(np.where(mask, dy, alpha * dy), x.shape) if ctx.needs_grad[0] else None
         dalpha = unbroadcast(np.where(mask, 0, x * dy), alpha.shape) if ctx.needs_grad[1] else None
         return dx, dalpha
+
+    @staticmethod
+    def sample_inputs(rng: np.random.Generator) -> Sample:
+        sx = random_shape(rng)
+        sa = (2, *sx) if rng.random() < 0.15 else broadcasts_to(rng, sx)  # (2, ...): α adds an axis
+        return (rng.standard_normal(sx), rng.uniform(0.05, 0.5, sa)), {}
 
 
 class ELU(Gate):
@@ -118,18 +136,24 @@ class ELU(Gate):
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
         return (np.where(ctx.mask, dy, self.attrs.alpha * np.exp(ctx.xneg) * dy),)
 
+    @staticmethod
+    def sample_inputs(rng: np.random.Generator) -> Sample:
+        return unary_sample(rng)[0], {"alpha": float(rng.uniform(0.1, 2.0))}
+
 
 class Maxout(Gate):
     """z = maxₖ (x @ W[k] + b[k]) for x (N, D), W (k, D, H), b (k, H): the max of k affine pieces.
 
     The max gate routes dz to the winning piece only (on a tie, the first one).  With
     dzₖ = dz where piece k won, else 0:  dx = Σₖ dzₖ @ W[k]ᵀ,  dW[k] = xᵀ @ dzₖ,  db[k] = Σₙ dzₖ[n].
+    Other shapes are refused (GraphError), since these gradients hold for these shapes only.
     """
 
     name, version = "maxout", 1
     fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
     def forward(self, ctx: Ctx, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+        _maxout_shapes(x, w, b)
         pieces = x @ w + b[:, None, :]  # (k, N, H): all pieces at once via matmul broadcasting
         ctx.x, ctx.w, ctx.winner = x, w, pieces.argmax(axis=0)  # argmax picks the first on ties
         return pieces.max(axis=0)
@@ -142,3 +166,17 @@ class Maxout(Gate):
         dw = x.T @ dzk if ctx.needs_grad[1] else None
         db = dzk.sum(axis=1) if ctx.needs_grad[2] else None
         return dx, dw, db
+
+    @staticmethod
+    def sample_inputs(rng: np.random.Generator) -> Sample:
+        n, d, k, h = (int(v) for v in rng.integers(1, 5, size=4))
+        shapes = [(n, d), (k, d, h), (k, h)]
+        return tuple(rng.standard_normal(s) for s in shapes), {}
+
+
+def _maxout_shapes(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> None:
+    if x.ndim == 2 and w.ndim == 3 and x.shape[1] == w.shape[1] \
+            and b.shape == (w.shape[0], w.shape[2]):
+        return
+    raise GraphError(f"maxout expects x (N, D), W (k, D, H) and b (k, H); found x {x.shape}, "
+                     f"W {w.shape}, b {b.shape}; reshape them to fit")

@@ -5,13 +5,41 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from graphexec.gate import Ctx, Gate
+from graphexec.gate import Ctx, Gate, unbroadcast
+from graphexec.gates._samples import Sample, broadcasts_to, matmul_shapes, random_shape
+
+
+def matmul_grads(x: np.ndarray, w: np.ndarray, dz: np.ndarray,
+                 needs: tuple[bool, bool]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """dx = dz @ Wᵀ and dW = xᵀ @ dz under the whole of numpy's ``matmul`` semantics.
+
+    A 1-D x is read as one row (1, D) and a 1-D W as one column (D, 1), and dz gets those axes
+    back; batch axes broadcast, so each gradient is summed over the batch axes its input was
+    copied along and reshaped to the input's shape. Each gradient keeps its input's dtype.
+    """
+    x2 = x[None, :] if x.ndim == 1 else x  # (..., N, D)
+    w2 = w[:, None] if w.ndim == 1 else w  # (..., D, M)
+    if w.ndim == 1:
+        dz = dz[..., None]
+    if x.ndim == 1:
+        dz = dz[..., None, :]  # dz is now (..., N, M)
+    dx = dw = None
+    if needs[0]:
+        dx = unbroadcast(dz @ np.swapaxes(w2, -1, -2), x2.shape).reshape(x.shape)
+        dx = dx.astype(x.dtype, copy=False)
+    if needs[1]:
+        dw = unbroadcast(np.swapaxes(x2, -1, -2) @ dz, w2.shape).reshape(w.shape)
+        dw = dw.astype(w.dtype, copy=False)
+    return dx, dw
 
 
 class MatMul(Gate):
-    """z = x @ W for x (N, D) or (D,) and W (D, M) or (D,).
+    """z = x @ W with numpy's ``matmul`` semantics: x (..., N, D) or (D,), W (..., D, M) or (D,).
 
-    Local gradients: dx = dz @ Wᵀ, dW = xᵀ @ dz (for 1-D operands, the outer/inner products).
+    A 1-D x is a row vector, a 1-D W a column vector (their axis is dropped from z); batch axes
+    broadcast, e.g. (B, N, D) @ (D, M) -> (B, N, M).
+    Local gradients: dx = dz @ Wᵀ, dW = xᵀ @ dz, each summed over the batch axes its input
+    was broadcast along (so dx is shaped like x and dW like W).
     """
 
     name, version = "matmul", 1
@@ -22,38 +50,50 @@ class MatMul(Gate):
         return np.asarray(x @ w)
 
     def backward(self, ctx: Ctx, dz: np.ndarray) -> tuple[np.ndarray | None, ...]:
-        x, w = ctx.x, ctx.w
-        x2 = x if x.ndim > 1 else x[None, :]
-        w2 = w if w.ndim > 1 else w[:, None]
-        dz2 = dz.reshape(x2.shape[0], w2.shape[1])
-        dx = (dz2 @ w2.T).reshape(x.shape) if ctx.needs_grad[0] else None
-        dw = (x2.T @ dz2).reshape(w.shape) if ctx.needs_grad[1] else None
-        return dx, dw
+        return matmul_grads(ctx.x, ctx.w, dz, (ctx.needs_grad[0], ctx.needs_grad[1]))
+
+    @staticmethod
+    def sample_inputs(rng: np.random.Generator) -> Sample:
+        return tuple(rng.standard_normal(s) for s in matmul_shapes(rng)), {}
 
 
 class Affine(Gate):
-    """z = x @ W + b for x (N, D), W (D, M), b (M,): a fully connected layer.
+    """z = x @ W + b: a fully connected layer for x (N, D), W (D, M), b (M,).
 
-    Local gradients: dx = dz @ Wᵀ, dW = xᵀ @ dz, db = Σₙ dz[n] (b was copied to every row).
+    ``x @ W`` is :class:`MatMul` (any shapes numpy's ``matmul`` takes) and ``+ b`` is numpy
+    broadcasting, so b may be any shape that broadcasts against x @ W, e.g. (M,) or (1, M).
+    Local gradients: dx = dz @ Wᵀ, dW = xᵀ @ dz, db = Σₙ dz[n] (b was copied to every row):
+    each summed over the axes its input was broadcast along, so db is shaped like b.
     """
 
     name, version = "affine", 1
     fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
     def forward(self, ctx: Ctx, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-        ctx.x, ctx.w = x, w
-        z = x @ w
+        z = np.asarray(x @ w)
+        ctx.x, ctx.w, ctx.b_shape, ctx.z_shape = x, w, b.shape, z.shape
         if z.dtype == b.dtype and z.shape[-1:] == b.shape:
             z += b  # in place, into the product we just made: one pass, no second array
             return z
-        return z + b  # b that broadcasts otherwise or promotes: numpy's rules, as written
+        return np.asarray(z + b)  # b that broadcasts otherwise or promotes: numpy's rules
 
     def backward(self, ctx: Ctx, dz: np.ndarray) -> tuple[np.ndarray | None, ...]:
-        x, w = ctx.x, ctx.w
-        dx = dz @ w.T if ctx.needs_grad[0] else None
-        dw = x.T @ dz if ctx.needs_grad[1] else None
-        db = dz.sum(axis=0) if ctx.needs_grad[2] else None
+        needs = ctx.needs_grad
+        db = unbroadcast(dz, ctx.b_shape) if needs[2] else None
+        if db is dz:  # fresh_grads: never hand back dz itself
+            db = dz.copy()
+        dxw = unbroadcast(dz, ctx.z_shape)  # b may have broadcast z itself to more axes
+        dx, dw = matmul_grads(ctx.x, ctx.w, dxw, (needs[0], needs[1]))
         return dx, dw, db
+
+    @staticmethod
+    def sample_inputs(rng: np.random.Generator) -> Sample:
+        sx, sw = matmul_shapes(rng)
+        x, w = rng.standard_normal(sx), rng.standard_normal(sw)
+        sz = np.shape(x @ w)
+        # a b that broadcasts against x @ W, now and then one that adds an axis to it: (2, ...)
+        sb = (2, *sz) if rng.random() < 0.15 else broadcasts_to(rng, sz)
+        return (x, w, rng.standard_normal(sb)), {}
 
 
 class Reshape(Gate):
@@ -82,3 +122,11 @@ class Reshape(Gate):
 
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
         return (dy.reshape(ctx.shape),)
+
+    @staticmethod
+    def sample_inputs(rng: np.random.Generator) -> Sample:
+        shape = random_shape(rng, min_ndim=1)
+        sizes = [int(n) for n in rng.permutation(shape)]
+        if len(sizes) > 1 and rng.random() < 0.5:
+            sizes[int(rng.integers(len(sizes)))] = -1  # "infer this one"
+        return (rng.standard_normal(shape),), {"shape": sizes}

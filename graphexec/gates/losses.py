@@ -1,7 +1,9 @@
 """Loss functions: softmax cross-entropy, multiclass SVM (hinge) loss, and L2 regularisation.
 
 Each returns a scalar (a 0-d array of the scores' dtype).  Labels are integer class indices
-in range; they take no gradient, so backward returns None for them.
+in range; they take no gradient, so backward returns None for them.  Forward checks the
+labels (integers, shape (N,) for scores (N, C), each in 0..C-1) and raises GraphError
+otherwise: numpy would read a label -1 as the last class without a word.
 """
 
 from __future__ import annotations
@@ -9,7 +11,34 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from graphexec.errors import GraphError
 from graphexec.gate import Ctx, Gate
+from graphexec.gates._samples import Sample, random_shape
+
+
+def check_labels(scores: np.ndarray, labels: np.ndarray) -> None:
+    """GraphError unless ``scores`` is (N, C) and ``labels`` holds N integers in 0..C-1."""
+    if scores.ndim != 2:
+        raise GraphError(f"scores must be a matrix (N, C), one row per sample; found shape "
+                         f"{scores.shape}; reshape them to (N, C)")
+    if labels.dtype.kind not in "iu":
+        raise GraphError(f"labels must be integer class indices; found {labels.dtype}; "
+                         "convert them with .astype('int64')")
+    n, c = scores.shape
+    if labels.ndim != 1 or len(labels) != n:
+        what = f"{len(labels)} entries" if labels.ndim == 1 else f"shape {labels.shape}"
+        raise GraphError(f"the labels have {what} but the scores have {n} rows; expected one "
+                         f"label per row, shape ({n},)")
+    if n and (labels.min() < 0 or labels.max() >= c):
+        row = int(np.flatnonzero((labels < 0) | (labels >= c))[0])
+        raise GraphError(f"label {labels[row]} at row {row} is not in 0..{c - 1} (scores have "
+                         f"{c} classes); give class indices from 0 to {c - 1}")
+
+
+def sample_scores_labels(rng: np.random.Generator) -> Sample:
+    """Scores (N, C) and N labels in 0..C-1 (``sample_inputs`` of the losses)."""
+    n, c = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+    return (3 * rng.standard_normal((n, c)), rng.integers(0, c, size=n)), {}
 
 
 class SoftmaxCrossEntropy(Gate):
@@ -22,8 +51,10 @@ class SoftmaxCrossEntropy(Gate):
 
     name, version = "softmax_cross_entropy", 1
     fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    sample_inputs = staticmethod(sample_scores_labels)
 
     def forward(self, ctx: Ctx, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        check_labels(scores, labels)
         shifted = scores - scores.max(axis=1, keepdims=True)
         e = np.exp(shifted)
         z = e.sum(axis=1, keepdims=True)  # Σₖ e^(sᵢₖ - mᵢ)
@@ -51,8 +82,10 @@ class SVMLoss(Gate):
 
     name, version = "svm_loss", 1
     fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    sample_inputs = staticmethod(sample_scores_labels)
 
     def forward(self, ctx: Ctx, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        check_labels(scores, labels)
         rows = np.arange(scores.shape[0])
         margins = np.maximum(0, scores - scores[rows, labels][:, None] + 1)
         margins[rows, labels] = 0  # j = yᵢ is not part of the sum
@@ -84,3 +117,7 @@ class L2(Gate):
 
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
         return (ctx.x * (self.attrs.scale * dy),)
+
+    @staticmethod
+    def sample_inputs(rng: np.random.Generator) -> Sample:
+        return (rng.standard_normal(random_shape(rng)),), {"scale": float(rng.uniform(0.1, 2))}

@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from graphexec.gate import Ctx, Gate
+from graphexec.gates.arith import unary_sample
 
 
 class Sum(Gate):
     """y = Σᵢ xᵢ over every element (a scalar).  Local gradient 1 for every element."""
 
     name, version = "sum", 1
+    sample_inputs = staticmethod(unary_sample)
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
         ctx.shape = x.shape
@@ -24,6 +26,7 @@ class Mean(Gate):
     """y = (1/n) Σᵢ xᵢ over every element (a scalar).  Local gradient 1/n."""
 
     name, version = "mean", 1
+    sample_inputs = staticmethod(unary_sample)
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
         ctx.shape = x.shape
