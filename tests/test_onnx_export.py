@@ -172,7 +172,7 @@ def leaky64():
 
 
 def test_float64_leaky_relu_is_a_marked_decomposition_that_comes_back():
-    g, feed, model = leaky64()
+    _, _, model = leaky64()
     assert [n.op_type for n in model.graph.node] == ["Mul", "Greater", "Where", "Identity"]
     assert model.graph.node[2].doc_string == (
         MARK + '{"attrs":{"alpha":0.1},"dtype":"float64","inputs":["x"],"op":"leaky_relu",'
@@ -205,10 +205,29 @@ def test_a_forged_mark_does_not_change_what_a_node_computes():
     assert node.op_type == "Relu" and node.doc_string.startswith(MARK)
     for forged in (MARK + '{"attrs":{"alpha":0.5},"dtype":"float32","inputs":["x"],'
                           '"op":"leaky_relu","version":1}',
+                   MARK + '{"attrs":{"alpha":"0.5"},"dtype":"float32","inputs":["x"],'
+                          '"op":"leaky_relu","version":1}',  # a str for a float
+                   MARK + '{"attrs":{},"dtype":"float32","inputs":["x"],"op":"relu","version":9}',
                    MARK + "{not json", MARK + '{"op":"exec","inputs":["x"]}'):
         node.doc_string = forged
         back = import_onnx(model)
         assert [n.op for n in back.nodes] == ["relu"]
+        np.testing.assert_array_equal(gx.run(back, feed)["out"], gx.run(g, feed)["out"])
+
+
+def test_a_mark_the_installed_gate_cannot_serve_falls_back_to_the_onnx_op():
+    g, feed = op_graph("float32", "leaky_relu", [("x", np.linspace(-2, 2, 6).reshape(2, 3))],
+                       alpha=0.5)
+    model = export_onnx(g)
+    node = model.graph.node[0]
+    assert node.op_type == "LeakyRelu"
+    for attrs, version in (('{"alpha":"0.5"}', 1), ('{"alpha":0.5,"beta":1}', 1),
+                           ('{"alpha":0.5}', 2)):
+        node.doc_string = (MARK + f'{{"attrs":{attrs},"dtype":"float32","inputs":["x"],'
+                                  f'"op":"leaky_relu","version":{version}}}')
+        back = import_onnx(model)  # read as the ONNX LeakyRelu it is
+        assert [(n.op, n.version, dict(n.attrs)) for n in back.nodes] == [
+            ("leaky_relu", 1, {"alpha": 0.5})]
         np.testing.assert_array_equal(gx.run(back, feed)["out"], gx.run(g, feed)["out"])
 
 
@@ -281,8 +300,8 @@ def test_cli_import_of_a_graphexec_file_says_what_it_is(tmp_path, capsys):
 @pytest.mark.parametrize("content, message", [
     (b"", "expected a ModelProto with an IR version and a graph, found no IR version"),
     (b"\x08\x07", "expected a ModelProto with an IR version and a graph, found no graph"),
-    (b"hello, world\n", "expected a serialized ONNX ModelProto (protobuf), found bytes that do "
-                        "not parse as one"),
+    (b"hello, world\n", ("expected a serialized ONNX ModelProto (protobuf), found bytes that "
+                         "do not parse as one")),
 ])
 def test_cli_import_of_a_file_that_is_not_onnx_says_so(tmp_path, capsys, content, message):
     src = tmp_path / "in.onnx"

@@ -2,7 +2,8 @@
 
 The exporter marks the last ONNX node it writes for each built-in gate with a ``doc_string``
 ``graphexec gate {json}`` naming the gate, its version, attributes, inputs and dtype. A mark is
-only a claim: the importer re-runs that gate's emitter and accepts the mark only if the emitted
+only a claim: the importer checks it against the installed gate (version, attributes, arity),
+re-runs that gate's emitter, and accepts the mark only if the emitted
 nodes and constants are exactly the ones in the model, wired the same way, and nothing outside
 the group reads a value inside it. An edited, optimised or forged group is not recognised; its
 nodes go through the ordinary ONNX translators instead.
@@ -16,8 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from graphexec.graph import DTYPE_NAMES
+from graphexec.errors import GraphexecError
+from graphexec.graph import DTYPE_NAMES, validate_attrs
 from graphexec.onnx_io.emitters import EMITTERS, Emitter
+from graphexec.registry import OWN_DIST, registry
 
 __all__ = ["MARK", "Mark", "mark_text", "read_mark", "recognize"]
 
@@ -70,8 +73,19 @@ def read_mark(node: Any) -> Mark | None:
           and len(node.output) == 1 and node.output[0])
     if not ok:
         return None
-    return Mark(d["op"], d["version"], d["attrs"], tuple(d["inputs"]), np.dtype(d["dtype"]),
+    mark = Mark(d["op"], d["version"], d["attrs"], tuple(d["inputs"]), np.dtype(d["dtype"]),
                 node.output[0])
+    return mark if _installed(mark) else None
+
+
+def _installed(mark: Mark) -> bool:
+    """graphexec's own gate serves the mark: its version, its attributes, its arity."""
+    try:
+        info = registry().resolve(mark.op, mark.version)
+        validate_attrs(mark.out, mark.op, info.cls, mark.attrs)
+    except GraphexecError:
+        return False
+    return info.dist == OWN_DIST and info.n_inputs in (-1, len(mark.inputs))
 
 
 def recognize(onnx: Any, graph: Any, opset: int,

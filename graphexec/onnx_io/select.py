@@ -71,6 +71,7 @@ def only_outputs(graph: Graph, outputs: dict[str, str]) -> Graph:
 
 def float_dtype(dtype: Any) -> np.dtype[Any]:
     """``dtype`` as float32 or float64, or OnnxExportError saying what is allowed."""
+    dt: np.dtype[Any] | None
     try:
         dt = np.dtype(dtype)
     except TypeError:
