@@ -2,6 +2,7 @@
 .onnx suffix, marks that bring graphexec's own gates back, and the CLI's --json summaries."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -312,7 +313,13 @@ def test_cli_import_of_a_file_that_is_not_onnx_says_so(tmp_path, capsys, content
     assert err.count("\n") == 1
 
 
-def test_cli_import_of_a_folder_does_not_wait(tmp_path, capsys):
+def test_cli_import_of_a_folder_or_a_fifo_does_not_wait(tmp_path, capsys):
     assert main(["import", str(tmp_path), "-o", str(tmp_path / "x.gx")]) == 2
     assert capsys.readouterr().err == (f"error: cannot import {str(tmp_path)!r}: expected an "
                                        "ONNX model file, found a folder\n")
+    if not hasattr(os, "mkfifo"):
+        return
+    fifo = tmp_path / "pipe.onnx"
+    os.mkfifo(fifo)  # no writer: opening it for reading would block forever
+    with pytest.raises(OnnxImportError, match=r"expected an ONNX model file, found a FIFO"):
+        import_onnx(fifo)

@@ -99,7 +99,8 @@ def _head(where: str) -> bytes:
     except OSError as e:
         raise OnnxImportError(f"cannot open {where!r}: {e.strerror or e}") from e
     if not stat.S_ISREG(st.st_mode):
-        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO (named pipe)"
+                if stat.S_ISFIFO(st.st_mode) else "a device or socket")
         raise OnnxImportError(f"cannot import {where!r}: expected an ONNX model file, found "
                               f"{kind}")
     try:
