@@ -39,7 +39,8 @@ def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, *,
         graph: the graph; it is not changed.
         path: where to write the model; it must end in ``.onnx``, in a folder that exists.
         outputs: only these outputs (graph output names, or node names for intermediate
-            values), the nodes they need and the inputs those read. None: every output.
+            values; a str is one name), the nodes they need and the inputs those read.
+            None: every output.
         dtype: ``"float32"`` or ``"float64"``: every float input, parameter and constant in
             this dtype (integer inputs such as labels are kept). None: as in the graph.
         opset: the default domain's opset, 17 to the installed onnx package's newest.
