@@ -83,6 +83,18 @@ def as_dtype(g, dtype="float32"):
     return b.build()
 
 
+def same_graph(back, g):
+    """``back`` is ``g``: the same gates (op, version, attributes, wiring), inputs, outputs and
+    parameters (no constants made up by the import)."""
+    assert [(n.name, n.op, n.version, dict(n.attrs), n.inputs) for n in back.nodes] == [
+        (n.name, n.op, n.version, dict(n.attrs), n.inputs) for n in g.nodes]
+    assert back.input_decls == g.input_decls and back.output_map == g.output_map
+    assert sorted(back.params) == sorted(g.params)
+    for k, v in g.params.items():
+        assert back.params[k].dtype == v.dtype
+        np.testing.assert_array_equal(back.params[k], v)
+
+
 def standard(path):
     g = gx.load(path)
     return all(n.op in EMITTERS and n.info.dist == "graphexec" for n in g.nodes)
@@ -93,17 +105,19 @@ SHIPPED = sorted(p.name for p in MODELS.glob("*.gx") if standard(p))
 
 # ---------------------------------------------------------------------------- export
 def test_every_shipped_model_is_covered():
-    assert {"add_mul.gx", "add_mul_sum.gx", "sigmoid_neuron.gx", "wx_norm.gx"} <= set(SHIPPED)
+    assert set(SHIPPED) == {p.name for p in MODELS.glob("*.gx")}
+    assert {"add_mul.gx", "digits_mlp.gx", "spiral_mlp.gx", "wx_norm.gx"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_shipped_models_agree_with_onnxruntime(name, dtype):
+def test_shipped_models_agree_with_onnxruntime_and_import_back(name, dtype):
     g = gx.load(MODELS / name)
     if dtype == "float32":
         g = as_dtype(g)
     for seed in range(2):
-        check_export(g, sample_feed(g, np.random.default_rng(seed)), dtype)
+        model = check_export(g, sample_feed(g, np.random.default_rng(seed)), dtype)
+    same_graph(import_onnx(model), g)
 
 
 def test_add_mul_exports_the_lecture_circuit():
@@ -506,19 +520,20 @@ def test_unsupported_uses_of_supported_ops_are_explained(node, inputs, message):
     assert message in str(e.value)
 
 
-def test_round_trip_of_every_op_that_is_not_decomposed():
-    for name, (g, feed) in op_graphs("float32").items():
-        model = export_onnx(g)
-        if name.startswith(("maxout", "svm_loss", "mixed")):  # decompositions (docs/onnx.md)
-            with pytest.raises(OnnxImportError, match="unsupported ONNX ops"):
-                import_onnx(model)
-            continue
-        back = import_onnx(model)
+@pytest.mark.parametrize("opset", [17, 18])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_exported_gate_imports_back_as_the_same_gate(dtype, opset):
+    cases = op_graphs(dtype)
+    assert {n.op for g, _ in cases.values() for n in g.nodes} == set(EMITTERS)
+    for name, (g, feed) in cases.items():
+        back = import_onnx(export_onnx(g, opset=opset))
+        try:
+            same_graph(back, g)
+        except AssertionError as e:
+            raise AssertionError(f"op graph {name!r}: {e}") from None
         want, got = gx.run(g, feed), gx.run(back, feed)
-        assert_close(got["out"], want["out"], "float32")
-        ops = [n.op for n in back.nodes]
-        assert ops == {"square": ["mul"], "l2": ["mul", "sum", "mul"]}.get(
-            g.nodes[0].op, [g.nodes[0].op]), name
+        for k in want:  # the same gates on the same values: bit for bit
+            np.testing.assert_array_equal(got[k], want[k], err_msg=name)
 
 
 def test_export_import_round_trip_of_a_training_graph():

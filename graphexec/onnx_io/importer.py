@@ -1,7 +1,9 @@
 """ONNX → graphexec: the op subset graphexec can represent (``SUPPORTED_OPS``).
 
-Initializers and Constant outputs become parameters when a gate reads them, and attributes where
-graphexec wants an attribute (Reshape's shape). Gemm's transposes, alpha and beta are folded into
+A model that graphexec exported comes back as the same gates: each gate's nodes carry a mark that
+the importer verifies (``recognize.py``). Otherwise, one translator per ONNX op: initializers and
+Constant outputs become parameters when a gate reads them, and attributes where graphexec wants an
+attribute (Reshape's shape). Gemm's transposes, alpha and beta are folded into
 constant operands at import time (graphexec has no transpose gate). A model with any other op is
 refused with one error that names every unsupported op and the nodes that use it.
 """
@@ -11,11 +13,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from typing import Any
 
 from graphexec.errors import GraphError
+from graphexec.fileformat import MAGIC
 from graphexec.graph import Graph, InputDecl, NodeDef, make_graph
 from graphexec.onnx_io.common import OnnxImportError, numpy_dtype, require_onnx
+from graphexec.onnx_io.recognize import Mark
 from graphexec.onnx_io.translate import TRANSLATORS, Importer, Refused, clean_name, unique_name
 
 __all__ = ["SUPPORTED_OPS", "import_onnx"]
@@ -32,14 +37,17 @@ def import_onnx(model_or_path: Any, *, name: str | None = None) -> Graph:
     """
     onnx = require_onnx()
     model, where = _load(onnx, model_or_path)
-    _refuse_unknown_ops(model, where)
     imp = Importer(onnx, model, where)
+    _refuse_unknown_ops(model, where, imp.skip | set(imp.gates))
     _declare_inputs(imp)
     for k, node in enumerate(model.graph.node):
         if k in imp.skip:
             continue
         try:
-            TRANSLATORS.get(node.op_type, _custom)(imp, node)
+            if k in imp.gates:
+                _gate(imp, imp.gates[k])
+            else:
+                TRANSLATORS.get(node.op_type, _custom)(imp, node)
         except OnnxImportError as e:
             imp.refused.update(node.output)
             if not isinstance(e, Refused):
@@ -59,17 +67,22 @@ def _load(onnx: Any, src: Any) -> tuple[Any, str]:
     if isinstance(src, onnx.ModelProto):
         return src, "the ONNX model"
     if isinstance(src, (bytes, bytearray)):
+        _not_graphexec(bytes(src[:len(MAGIC)]), None)
         try:
-            return onnx.load_model_from_string(bytes(src)), "the ONNX model"
+            model = onnx.load_model_from_string(bytes(src))
         except Exception as e:
-            raise OnnxImportError(f"cannot read the ONNX model bytes: {e}") from e
+            raise OnnxImportError(f"cannot read the bytes as an ONNX model: {_not_onnx(e)}") from e
+        return _has_graph(model, "the bytes"), "the ONNX model"
     where = os.fspath(src)
+    _not_graphexec(_head(where), where)
     try:  # external tensor files are not followed: a model is one self-contained file
-        model = onnx.load(where, load_external_data=False)
+        model = _has_graph(onnx.load(where, load_external_data=False), repr(where))
     except OSError as e:
         raise OnnxImportError(f"cannot open {where!r}: {e.strerror or e}") from e
+    except OnnxImportError:
+        raise
     except Exception as e:
-        raise OnnxImportError(f"cannot read {where!r} as an ONNX model: {e}") from e
+        raise OnnxImportError(f"cannot read {where!r} as an ONNX model: {_not_onnx(e)}") from e
     external = [t.name for t in model.graph.initializer
                 if t.data_location == onnx.TensorProto.EXTERNAL]
     if external:
@@ -79,10 +92,59 @@ def _load(onnx: Any, src: Any) -> tuple[Any, str]:
     return model, repr(where)
 
 
-def _refuse_unknown_ops(model: Any, where: str) -> None:
-    """One error naming every op graphexec cannot import, with the nodes that use it."""
+def _head(where: str) -> bytes:
+    """The first bytes of a regular file (a FIFO or a folder is refused, not waited on)."""
+    try:
+        st = os.stat(where)
+    except OSError as e:
+        raise OnnxImportError(f"cannot open {where!r}: {e.strerror or e}") from e
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO (named pipe)"
+                if stat.S_ISFIFO(st.st_mode) else "a device or socket")
+        raise OnnxImportError(f"cannot import {where!r}: expected an ONNX model file, found "
+                              f"{kind}")
+    try:
+        with open(where, "rb") as f:
+            return f.read(len(MAGIC))
+    except OSError as e:
+        raise OnnxImportError(f"cannot open {where!r}: {e.strerror or e}") from e
+
+
+def _not_graphexec(head: bytes, where: str | None) -> None:
+    """Refuse a graphexec file (by its magic bytes): it is already what an import would make."""
+    if head != MAGIC:
+        return
+    if where is None:
+        raise OnnxImportError("these bytes are a graphexec graph (.gx), not an ONNX model: they "
+                              "need no import; load them with gx.loads")
+    raise OnnxImportError(f"{where!r} is a graphexec graph file (.gx), not an ONNX model: it "
+                          f"needs no import; run it as it is, or inspect it with: graphexec "
+                          f"info {where}")
+
+
+def _not_onnx(e: Exception) -> str:
+    return ("expected a serialized ONNX ModelProto (protobuf), found bytes that do not parse "
+            f"as one ({type(e).__name__}: {str(e)[:120]})")
+
+
+def _has_graph(model: Any, what: str) -> Any:
+    """A parsed ModelProto with an IR version and a graph: protobuf parses an empty file, and
+    some other bytes, as an empty message."""
+    if model.ir_version <= 0 or not model.HasField("graph"):
+        raise OnnxImportError(f"cannot read {what} as an ONNX model: expected a ModelProto with "
+                              f"an IR version and a graph, found "
+                              f"{'no IR version' if model.ir_version <= 0 else 'no graph'} (an "
+                              "empty file, or a file of another kind)")
+    return model
+
+
+def _refuse_unknown_ops(model: Any, where: str, handled: set[int]) -> None:
+    """One error naming every op graphexec cannot import, with the nodes that use it (nodes of
+    recognised graphexec gates, ``handled``, are fine whatever their op)."""
     bad: dict[str, list[str]] = {}
     for k, node in enumerate(model.graph.node):
+        if k in handled:
+            continue
         default = node.domain in ("", "ai.onnx")
         if (default and node.op_type in TRANSLATORS) or (not default and _custom_ok(node)):
             continue
@@ -107,7 +169,7 @@ def _custom_ok(node: Any) -> bool:
 
 
 def _custom(imp: Importer, node: Any) -> None:
-    """A ``graphexec.<dist>`` node back to its gate, attributes decoded (see export._custom)."""
+    """A ``graphexec.<dist>`` node back to its gate, attributes decoded (see emitters.custom_node)."""
     attrs: dict[str, Any] = {}
     version = None
     for a in node.attribute:
@@ -123,6 +185,13 @@ def _custom(imp: Importer, node: Any) -> None:
     ins = [imp.ref(s) for s in node.input]
     imp.defs.append(NodeDef(imp.name_for(node.output[0]), node.op_type, tuple(ins), attrs, version))
     imp.alias[node.output[0]] = imp.defs[-1].name
+
+
+def _gate(imp: Importer, mark: Mark) -> None:
+    """A group of nodes that graphexec exported for one gate, back as that gate."""
+    ins = tuple(imp.ref(i) for i in mark.inputs)
+    imp.defs.append(NodeDef(imp.name_for(mark.out), mark.op, ins, mark.attrs, mark.version))
+    imp.alias[mark.out] = imp.defs[-1].name
 
 
 def _declare_inputs(imp: Importer) -> None:

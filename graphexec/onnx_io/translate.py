@@ -12,6 +12,7 @@ import numpy as np
 
 from graphexec.graph import DTYPE_NAMES, InputDecl, NodeDef
 from graphexec.onnx_io.common import OnnxImportError
+from graphexec.onnx_io.recognize import recognize
 
 __all__ = ["TRANSLATORS", "Importer", "Refused", "clean_name", "unique_name"]
 
@@ -50,6 +51,9 @@ class Importer:
             if node.op_type == "Constant" and node.domain in DEFAULT_DOMAINS:
                 self.consts[node.output[0]] = self._constant(node)
                 self.skip.add(k)
+        # graphexec's own marked gates (the other nodes of their groups are skipped)
+        self.gates, claimed = recognize(onnx, self.graph, self.opset, self.consts)
+        self.skip |= claimed
         self.uses = Counter(i for n in self.graph.node for i in n.input if i)
         self.graph_outputs = {o.name for o in self.graph.output}
         self.types = self._infer(model)
@@ -171,12 +175,13 @@ def _find_affine(imp: Importer) -> dict[str, Any]:
     Returns MatMul output -> the Add node it fuses with (which is then skipped)."""
     producer = {o: k for k, n in enumerate(imp.graph.node) for o in n.output}
     fused: dict[str, Any] = {}
+    taken = imp.skip | set(imp.gates)
     for k, n in enumerate(imp.graph.node):
-        if n.op_type != "Add" or n.domain not in DEFAULT_DOMAINS:
+        if n.op_type != "Add" or n.domain not in DEFAULT_DOMAINS or k in taken:
             continue
         for mm_out, b in ((n.input[0], n.input[1]), (n.input[1], n.input[0])):
             j = producer.get(mm_out)
-            if j is None or mm_out in fused:
+            if j is None or j in taken or mm_out in fused:
                 continue
             mm = imp.graph.node[j]
             w = imp.consts.get(mm.input[1]) if mm.op_type == "MatMul" else None

@@ -1,0 +1,226 @@
+"""Each built-in gate as ONNX nodes: one op or a short decomposition per gate (``EMITTERS``).
+
+An emitter writes the nodes that compute one graphexec node's value from its inputs; ``Emitter``
+hands out fresh value names and collects the constants. The importer re-runs an emitter to check
+that a marked group of nodes is exactly what graphexec wrote for a gate (``recognize.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from graphexec.graph import Node
+from graphexec.onnx_io.common import custom_domain
+
+__all__ = ["EMITTERS", "META", "Emitter", "GateCall", "custom_node"]
+
+#: The attributes that carry a custom-domain gate's provenance.
+META = {"version": "graphexec_version", "dist": "graphexec_distribution",
+        "dist_version": "graphexec_dist_version"}
+
+
+class GateCall(Protocol):
+    """What an emitter reads of a node: its name (for fresh names) and its attributes."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def attrs(self) -> Mapping[str, Any]: ...
+
+
+class Emitter:
+    """Collects ONNX nodes and initializers; hands out fresh value names."""
+
+    def __init__(self, onnx: Any, taken: Iterable[str], opset: int):
+        self.onnx, self.h, self.opset = onnx, onnx.helper, opset
+        self.nodes: list[Any] = []
+        self.inits: list[Any] = []
+        self.domains: dict[str, int] = {}
+        self.taken = set(taken)  # the graph's own value names: fresh names avoid them
+
+    def fresh(self, hint: str) -> str:
+        name, i = hint, 1
+        while name in self.taken:
+            name, i = f"{hint}_{i}", i + 1
+        self.taken.add(name)
+        return name
+
+    def node(self, op: str, ins: Sequence[str], out: str | None = None, *, hint: str = "",
+             domain: str = "", **attrs: Any) -> str:
+        """Append one ONNX node; returns its output name (``out``, or a fresh one from ``hint``)."""
+        out = out or self.fresh(hint or op.lower())
+        self.nodes.append(self.h.make_node(op, list(ins), [out], name=self.fresh(f"{out}__{op}"),
+                                           domain=domain, **attrs))
+        return out
+
+    def const(self, value: Any, dtype: Any, hint: str) -> str:
+        name = self.fresh(hint)
+        arr = np.asarray(value, dtype=dtype)
+        self.inits.append(self.onnx.numpy_helper.from_array(arr, name))
+        return name
+
+    def reduce(self, op: str, x: str, out: str | None, axes: Sequence[int] | None, *,
+               hint: str = "") -> str:
+        """ReduceSum/ReduceMean/ReduceMax with keepdims=0 over ``axes`` (None: every axis); the
+        axes are an input from opset 13 (ReduceSum) or 18 (the others), an attribute before."""
+        as_input = self.opset >= (13 if op == "ReduceSum" else 18)
+        if axes is None:
+            return self.node(op, [x], out, hint=hint, keepdims=0)
+        if as_input:
+            return self.node(op, [x, self.const(list(axes), np.int64, f"{hint}_axes")], out,
+                             hint=hint, keepdims=0)
+        return self.node(op, [x], out, hint=hint, keepdims=0, axes=list(axes))
+
+    def unsqueeze(self, x: str, axis: int, hint: str) -> str:
+        return self.node("Unsqueeze", [x, self.const([axis], np.int64, f"{hint}_axis")], hint=hint)
+
+
+Emit = Callable[[Emitter, GateCall, list[str], str, np.dtype], None]
+
+
+def _simple(op: str) -> Emit:
+    def emit(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+        em.node(op, ins, out)
+    return emit
+
+
+def _where_positive(em: Emitter, x: str, neg: str, out: str, p: str, dt: np.dtype) -> None:
+    """out = x where x > 0, else ``neg`` (float64 stand-in for onnxruntime's float32-only kernels)."""
+    zero = em.const(0.0, dt, f"{p}_zero")
+    em.node("Where", [em.node("Greater", [x, zero], hint=f"{p}_pos"), x, neg], out)
+
+
+def _leaky_relu(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    alpha = float(n.attrs.get("alpha", 0.01))
+    if dt != np.float64:
+        em.node("LeakyRelu", ins, out, alpha=alpha)
+        return
+    # onnxruntime has no float64 LeakyRelu/PRelu kernels, and ONNX float attributes are float32
+    slope = em.const(alpha, dt, f"{n.name}_alpha")
+    scaled = em.node("Mul", [ins[0], slope], hint=f"{n.name}_neg_branch")
+    _where_positive(em, ins[0], scaled, out, n.name, dt)
+
+
+def _prelu(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    if dt != np.float64:
+        em.node("PRelu", ins, out)
+        return
+    scaled = em.node("Mul", [ins[0], ins[1]], hint=f"{n.name}_neg_branch")
+    _where_positive(em, ins[0], scaled, out, n.name, dt)
+
+
+def _square(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    em.node("Mul", [ins[0], ins[0]], out)
+
+
+def _sum(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    em.reduce("ReduceSum", ins[0], out, None)
+
+
+def _mean(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    em.reduce("ReduceMean", ins[0], out, None)
+
+
+def _affine(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    xw = em.node("MatMul", ins[:2], hint=f"{n.name}_xW")
+    em.node("Add", [xw, ins[2]], out)
+
+
+def _reshape(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    shape = list(n.attrs.get("shape", [-1]))
+    extra: dict[str, Any] = {"allowzero": 1} if 0 in shape else {}  # ONNX 0: "copy this dim"
+    em.node("Reshape", [ins[0], em.const(shape, np.int64, f"{n.name}_shape")], out, **extra)
+
+
+def _elu(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    alpha = float(n.attrs.get("alpha", 1.0))
+    if dt != np.float64:
+        em.node("Elu", ins, out, alpha=alpha)
+        return
+    # onnxruntime has no float64 Elu kernel, and ONNX float attributes are float32:
+    # x if x > 0 else alpha * (e^min(x, 0) - 1), with alpha a float64 constant
+    x, p = ins[0], n.name
+    neg = em.node("Min", [x, em.const(0.0, dt, f"{p}_zero")], hint=f"{p}_xneg")
+    em1 = em.node("Sub", [em.node("Exp", [neg], hint=f"{p}_exp"), em.const(1.0, dt, f"{p}_one")],
+                  hint=f"{p}_expm1")
+    scaled = em.node("Mul", [em1, em.const(alpha, dt, f"{p}_alpha")], hint=f"{p}_neg_branch")
+    _where_positive(em, x, scaled, out, p, dt)
+
+
+def _maxout(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    x, w, b = ins
+    pieces = em.node("MatMul", [x, w], hint=f"{n.name}_xW")  # (N,D) @ (k,D,H) -> (k,N,H)
+    shifted = em.node("Add", [pieces, em.unsqueeze(b, 1, f"{n.name}_b")], hint=f"{n.name}_pieces")
+    em.reduce("ReduceMax", shifted, out, [0], hint=f"{n.name}_max")
+
+
+def _softmax_ce(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    em.node("SoftmaxCrossEntropyLoss", ins, out, reduction="mean")
+
+
+def _svm(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    """L = mean_i sum_{j != y_i} max(0, s_ij - s_iy_i + 1), with the j = y_i terms masked out."""
+    s, y, p = ins[0], ins[1], n.name
+    y64 = em.node("Cast", [y], hint=f"{p}_labels", to=7)
+    yi = em.unsqueeze(y64, 1, f"{p}_labels_col")  # (N, 1)
+    correct = em.node("GatherElements", [s, yi], hint=f"{p}_correct", axis=1)
+    margin = em.node("Add", [em.node("Sub", [s, correct], hint=f"{p}_diff"),
+                             em.const(1.0, dt, f"{p}_delta")], hint=f"{p}_margin")
+    hinge = em.node("Relu", [margin], hint=f"{p}_hinge")
+    classes = em.node("Shape", [s], hint=f"{p}_C", start=1, end=2)
+    c = em.node("Squeeze", [classes], hint=f"{p}_C_scalar")
+    start, step = em.const(0, np.int64, f"{p}_start"), em.const(1, np.int64, f"{p}_step")
+    cols = em.node("Range", [start, c, step], hint=f"{p}_classes")
+    is_y = em.node("Equal", [yi, cols], hint=f"{p}_is_label")
+    kept = em.node("Where", [is_y, em.const(0.0, dt, f"{p}_zero"), hinge], hint=f"{p}_margins")
+    rows = em.reduce("ReduceSum", kept, None, [1], hint=f"{p}_row_loss")
+    em.reduce("ReduceMean", rows, out, None)
+
+
+def _l2(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    sq = em.node("Mul", [ins[0], ins[0]], hint=f"{n.name}_sq")
+    total = em.reduce("ReduceSum", sq, None, None, hint=f"{n.name}_sum")
+    half = 0.5 * float(n.attrs.get("scale", 1.0))  # y = ½ · scale · Σx²
+    em.node("Mul", [total, em.const(half, dt, f"{n.name}_half")], out)
+
+
+#: Built-in op -> how it is written in ONNX.
+EMITTERS: dict[str, Emit] = {
+    **{op: _simple(onnx_op) for op, onnx_op in [
+        ("add", "Add"), ("sub", "Sub"), ("mul", "Mul"), ("div", "Div"), ("neg", "Neg"),
+        ("exp", "Exp"), ("log", "Log"), ("max", "Max"), ("matmul", "MatMul"),
+        ("sigmoid", "Sigmoid"), ("tanh", "Tanh"), ("relu", "Relu")]},
+    "square": _square, "sum": _sum, "mean": _mean, "affine": _affine, "reshape": _reshape,
+    "leaky_relu": _leaky_relu, "prelu": _prelu, "elu": _elu, "maxout": _maxout,
+    "softmax_cross_entropy": _softmax_ce, "svm_loss": _svm, "l2": _l2,
+}
+
+
+def custom_node(em: Emitter, n: Node, ins: list[str], out: str) -> None:
+    """A gate ONNX has no op for: domain ``graphexec.<dist>``, op_type = gate name."""
+    domain = custom_domain(n.info.dist)
+    em.domains[domain] = max(em.domains.get(domain, 1), n.version)
+    attrs: dict[str, Any] = {META["version"]: n.version, META["dist"]: n.info.dist,
+                             META["dist_version"]: n.info.dist_version}
+    for k, v in n.attrs.items():
+        if _plain_attr(v):
+            attrs[k] = v
+        else:  # ONNX attributes hold numbers, strings and flat lists of them; the rest as JSON
+            attrs[f"{k}__json"] = json.dumps(v, sort_keys=True)
+    em.node(n.op, ins, out, domain=domain, **attrs)
+
+
+def _plain_attr(v: Any) -> bool:
+    if isinstance(v, (int, float, str)) and not isinstance(v, bool):
+        return True
+    if isinstance(v, (list, tuple)) and v:
+        kinds = {type(x) for x in v}
+        return kinds <= {int} or kinds <= {float, int} or kinds <= {str}
+    return False
+
+
