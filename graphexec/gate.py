@@ -8,12 +8,13 @@ That keeps one loaded graph usable by many executors and threads at once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Gate", "Ctx", "NoAttrs", "unbroadcast"]
+__all__ = ["Gate", "Ctx", "NoAttrs", "Spec", "unbroadcast"]
 
 
 class NoAttrs(BaseModel):
@@ -30,6 +31,21 @@ class Ctx:
     """
 
     needs_grad: tuple[bool, ...]
+    #: True in a training-mode forward (``ex.forward(..., training=True)``); gates such as
+    #: dropout and batchnorm behave differently then. Evaluation mode is the default.
+    training: bool = False
+
+    def update(self, i: int, value: np.ndarray) -> None:
+        """Propose ``value`` as the new content of input ``i``, which must be a buffer.
+
+        A gate never writes a buffer itself (not ``self``, not the input array): it proposes,
+        and the executor applies every proposal only after the whole forward has succeeded,
+        and only in training mode.
+        """
+        updates: dict[int, np.ndarray] | None = self.__dict__.get("updates")
+        if updates is None:
+            updates = self.__dict__["updates"] = {}
+        updates[i] = value
 
     if TYPE_CHECKING:  # gates put whatever backward needs on ctx
 
@@ -91,3 +107,26 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     )
     out = grad.sum(axis=axes, keepdims=True) if axes else grad
     return out.reshape(shape)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What is known about a value before running: its shape and dtype.
+
+    ``shape`` None: the rank is unknown; a None dimension: any size (the batch, say).
+    ``dtype`` None: unknown. A gate's optional ``infer(self, *specs) -> Spec`` maps its inputs'
+    specs to its output's; a gate without one gives ``Spec()`` (nothing known).
+    """
+
+    shape: tuple[int | None, ...] | None = None
+    dtype: np.dtype[Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.shape is not None:
+            object.__setattr__(self, "shape", tuple(None if d is None else int(d) for d in self.shape))
+        if self.dtype is not None:
+            object.__setattr__(self, "dtype", np.dtype(self.dtype))
+
+    @property
+    def rank(self) -> int | None:
+        return None if self.shape is None else len(self.shape)
