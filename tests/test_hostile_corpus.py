@@ -102,6 +102,9 @@ def two_param_overlap(h: dict) -> None:
 
 
 F, U = gx.GraphFileError, gx.UnknownOpError
+#: CPU seconds (not wall-clock: the machine may be busy) allowed to load or refuse one file. The
+#: slowest case takes about 0.5 s on a 2020 laptop core: a margin of 10x or more.
+CPU_BUDGET = 5.0
 
 # name -> (file bytes, error class, regex fragment of the message)
 CASES: dict[str, tuple[Callable[[], bytes], type[Exception], str]] = {
@@ -121,7 +124,7 @@ CASES: dict[str, tuple[Callable[[], bytes], type[Exception], str]] = {
     "header length past end": (lambda: base()[:16] + struct.pack("<Q", 10**6) + base()[24:], F,
                                "header of 1000000 bytes runs past end of file"),
     "gigantic header length": (lambda: base()[:16] + struct.pack("<Q", 2**64 - 1) + base()[24:],
-                               F, "header length 18446744073709551615 is over the limit"),
+                               F, "header of 18446744073709551615 bytes runs past end of file"),
     # --- truncation and trailing bytes
     "truncated header": (lambda: base()[:40], F, "runs past end of file"),
     "truncated padding": (lambda: base()[:tensor_start(base()) - 1], F,
@@ -145,7 +148,7 @@ CASES: dict[str, tuple[Callable[[], bytes], type[Exception], str]] = {
     "deep nesting": (lambda: pack(deep(2000)), F, "nesting deeper than the limit of 16"),
     "17 levels": (lambda: pack(deep(16)), F, "nesting deeper than the limit of 16"),
     "too many objects": (lambda: pack(b"\xdd\x00\x04\x00\x00" + b"\x90" * (1 << 18)), F,
-                         "more than 262144 objects"),
+                         "more than 262144 arrays and maps"),
     "non-string key": (lambda: pack(b"\x81\x01\x02"), F, "map key at byte 1 is not a string"),
     "nested non-string key": (lambda: header_with({"metadata": {1: "x"}}), F,
                               "map key at byte 11 is not a string"),
@@ -304,10 +307,10 @@ CASES: dict[str, tuple[Callable[[], bytes], type[Exception], str]] = {
 def test_hostile_file_is_refused(case):
     make, err, fragment = CASES[case]
     data = make()
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     with pytest.raises(gx.GraphexecError) as info:
         gx.loads(data)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.process_time() - t0 < CPU_BUDGET  # each takes a few ms of CPU
     assert type(info.value) is err, f"{case}: {type(info.value).__name__}: {info.value}"
     message = str(info.value)
     assert __import__("re").search(fragment, message), f"{case}: {message!r}"
@@ -347,7 +350,7 @@ def test_limits_can_be_lowered_and_raised():
         gx.loads(data, limits=Limits(max_depth=2))
     many = CASES["too many objects"][0]()
     with pytest.raises(gx.GraphFileError, match="at header: Input should be a valid dictionary"):
-        gx.loads(many, limits=Limits(max_header_items=1 << 19))  # raised: decodes, then fails schema
+        gx.loads(many, limits=Limits(max_containers=1 << 19))  # raised: decodes, then fails schema
 
 
 def test_corpus_covers_every_class_of_the_issue():
@@ -362,7 +365,7 @@ def test_corpus_covers_every_class_of_the_issue():
 
 
 # ---------------------------------------------------------------------------- resource bounds
-ITEMS = Limits().max_header_items - 64  # just under the limit: everything is decoded
+ITEMS = (1 << 18) - 64  # just under the container limit: everything is decoded
 HEADER = {"inputs": [{"dtype": "float64", "name": "a", "shape": None}], "metadata": {}, "name": "g",
           "nodes": [], "ops": [], "outputs": [], "params": []}
 
@@ -388,7 +391,7 @@ WORST = {  # headers built to make decoding and validation expensive; each was m
 
 @pytest.mark.parametrize("case", list(WORST))
 def test_worst_case_headers_stay_within_time_and_memory_budget(case):
-    """Under a second, and under twice the file plus 64 MB (tracemalloc peak).
+    """Within the CPU budget, and under twice the file plus 64 MB (tracemalloc peak).
 
     Before the scan and fail-fast validation, "nodes that are empty maps" took 24 s and 760 MB
     (pydantic collected 1.3 million errors) from a 260 KB file.
@@ -396,13 +399,13 @@ def test_worst_case_headers_stay_within_time_and_memory_budget(case):
     import tracemalloc
 
     data = header_with(WORST[case]())
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     try:
         g = gx.loads(data)
     except gx.GraphexecError as e:
-        assert len(str(e)) < 1000
+        assert len(str(e)) <= 1000
         g = None
-    assert time.perf_counter() - t0 < 1.0
+    assert time.process_time() - t0 < CPU_BUDGET
     assert g is None or len(g.nodes) == 10000
     tracemalloc.start()
     try:
