@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import pathlib
+import re
 import struct
 import sys
 import time
@@ -201,6 +202,12 @@ CASES: dict[str, tuple[Callable[[], bytes], type[Exception], str]] = {
     "empty tensor too large for numpy": (
         lambda: edit(lambda h: (set_in(h["params"][0], shape=[2**62, 2**62, 0], nbytes=0)))[:-32],
         F, "is too large for an array"),
+    "input declared [2**62]": (lambda: edit(lambda h: set_in(h["inputs"][0], shape=[2**62])), F,
+                               r"input 'x': shape \(4611686018427387904,\) is too large for an array"),
+    "empty param of shape [0, 2**60]": (
+        lambda: edit(lambda h: set_in(h["params"][0], dtype="float32", shape=[0, 2**60], nbytes=0))[:-32],
+        F, r"tensor 'W': shape \(0, 1152921504606846976\) is too large for an array: .* over the "
+           r"limit of 281474976710656"),
     "byte length not shape": (lambda: edit(lambda h: set_in(h["params"][0], nbytes=24)), F,
                               r"tensor 'W': 24 bytes given, but float64 \(2, 2\) needs 32"),
     "gap before first tensor": (lambda: edit(lambda h: set_in(h["params"][0], offset=64)), F,
@@ -415,6 +422,80 @@ def test_worst_case_headers_stay_within_time_and_memory_budget(case):
     finally:
         tracemalloc.stop()
     assert peak < 2 * len(data) + (64 << 20), f"{case}: {peak / 2**20:.1f} MiB for {len(data)} bytes"
+
+
+def peak_of(fn: Callable[[], object]) -> tuple[int, BaseException | None]:
+    """tracemalloc peak (bytes) of ``fn()``, and the GraphexecError it raised, if any."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        err = None
+    except gx.GraphexecError as e:
+        err = e
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak, err
+
+
+def budget(data: bytes) -> int:
+    return 2 * len(data) + (64 << 20)
+
+
+def test_a_cycle_through_21800_nodes_stays_within_budget_and_reports_one_short_line():
+    """networkx's find_cycle peaked at +94 MiB (budget 66) and the message was one
+    191,902-character line."""
+    nodes = chain(21_800)
+    nodes[0]["inputs"] = ["n21799"]
+    data = header_with(dict(HEADER, nodes=nodes, outputs=[{"name": "y", "value": "n21799"}]))
+    assert len(data) > 1 << 20
+    peak, err = peak_of(lambda: gx.loads(data))
+    assert isinstance(err, gx.GraphFileError)
+    message = str(err)
+    assert message == ("<bytes>: invalid graph: the graph has a cycle: n0 -> n1 -> n2 -> n3 -> n4 -> "
+                       "n5 -> n6 -> n7 -> ... (21800 nodes in the cycle)")
+    assert peak < budget(data), f"{peak / 2**20:.1f} MiB for {len(data)} bytes"
+
+
+def test_metadata_that_widens_to_ucs4_is_refused_within_budget():
+    """ASCII metadata plus one emoji each: a 32 MiB header decoded to 128 MiB of str (+191 MiB
+    peak against a budget of 128)."""
+    text = "x" * (65536 - 4) + "\N{GRINNING FACE}"  # 65536 bytes of UTF-8
+    data = header_with(dict(HEADER, metadata={f"k{i}": text for i in range(512)}))
+    peak, err = peak_of(lambda: gx.loads(data))
+    assert isinstance(err, gx.GraphFileError)
+    assert "strings decoding to more than" in str(err) and "max_text_bytes" in str(err)
+    assert peak < budget(data), f"{peak / 2**20:.1f} MiB for {len(data)} bytes"
+
+
+def test_a_little_non_ascii_text_still_loads():
+    g = base_graph()
+    g.metadata["description"] = "caf\u00e9 \N{GRINNING FACE} " * 2000
+    assert gx.loads(gx.dumps(g)).metadata == g.metadata
+
+
+def test_a_huge_attribute_gives_one_short_line():
+    """A reshape attribute of 200,000 ints gave an 800 KB error line."""
+    data = edit(lambda h: set_in(node(h, "q2"), op="reshape", attrs={"shape": [-2] * 200_000}))
+    with pytest.raises(gx.GraphFileError) as info:
+        gx.loads(data)
+    message = str(info.value)
+    assert len(message) <= 1000 and message.isprintable()
+    assert re.search(r"^<bytes>: invalid graph: node 'q2' \(reshape\): bad attribute 'shape'", message)
+    assert re.search(r"\.\.\. \[cut: \d+ characters in all\]$", message)
+
+
+def test_every_graphexec_error_is_one_bounded_line():
+    from graphexec.errors import MAX_MESSAGE
+
+    for cls in (gx.GraphexecError, gx.GraphError, gx.GraphFileError, gx.UnknownOpError):
+        message = str(cls("line one\nline two " + "z" * 10**6))
+        assert len(message) <= MAX_MESSAGE and message.isprintable()
+        assert message.startswith("line one\\nline two zzz")
+        assert message.endswith(f"... [cut: {10**6 + 18} characters in all]")
+    assert str(gx.GraphError("short")) == "short"
 
 
 def committed() -> list[tuple[str, str, str]]:

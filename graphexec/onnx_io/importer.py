@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from typing import Any
 
 from graphexec.errors import GraphError
+from graphexec.fileformat.schema import clean_text
 from graphexec.graph import Graph, InputDecl, NodeDef, make_graph
 from graphexec.onnx_io.common import OnnxImportError, numpy_dtype, require_onnx
 from graphexec.onnx_io.translate import TRANSLATORS, Importer, Refused, clean_name, unique_name
@@ -165,4 +165,4 @@ def _metadata(model: Any, imp: Importer) -> dict[str, str]:
 
 
 def _text(s: str) -> str:
-    return re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", " ", s)[:65536]
+    return clean_text(s)  # the file schema's own definition of allowed text
