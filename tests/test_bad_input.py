@@ -317,7 +317,7 @@ def test_cli_train_bad_hyperparameters(args, pattern, tmp_path, capsys):
 def test_onnx_text_with_c1_controls_imports_into_something_a_file_can_hold(tmp_path):
     """The importer's cleaner let U+0080-U+009F through and the schema refused them: the import
     succeeded and its save failed. Both now use ``schema.clean_text``."""
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
     from graphexec.onnx_io import import_onnx

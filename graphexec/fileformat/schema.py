@@ -20,7 +20,6 @@ from pydantic import (
 
 __all__ = [
     "DTYPES",
-    "clean_text",
     "Header",
     "InputSpec",
     "NodeSpec",
@@ -28,6 +27,7 @@ __all__ = [
     "OutputSpec",
     "TensorEntry",
     "TrainingSection",
+    "clean_text",
 ]
 
 #: The closed dtype table: file name -> numpy little-endian type string.
