@@ -345,3 +345,15 @@ def test_clean_text_output_is_always_valid_text():
     every = "".join(map(chr, range(0x200))) + "\N{GRINNING FACE}"
     assert TypeAdapter(Text).validate_python(clean_text(every)) == clean_text(every)
     assert clean_text("a\tb\nc") == "a\tb\nc"
+
+
+def test_a_checkpoint_field_holding_a_huge_list_gives_one_short_line():
+    """It gave a 600 KB line: the message quoted the whole list."""
+    from graphexec.checkpoint import read_spec
+    from graphexec.graph import Training
+
+    with pytest.raises(gx.GraphFileError) as info:
+        read_spec(Training(spec={"epochs": list(range(200_000))}))
+    message = str(info.value)
+    assert message.startswith("training section: spec 'epochs' must be")
+    assert len(message) <= 1000 and message.endswith("characters in all]")
