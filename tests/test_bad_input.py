@@ -294,7 +294,7 @@ def test_cli_missing_file_and_directory(tmp_path, capsys):
         for command in ("info", "run", "check"):
             code, out, err = cli(capsys, command, target)
             assert code == 2 and out == ""
-            assert_one_clean_line(err, r"cannot open|Is a directory")
+            assert_one_clean_line(err, r"cannot open|is a directory, not a regular file")
 
 
 @pytest.mark.parametrize("args, pattern", [
