@@ -78,6 +78,26 @@ def test_a_chain_of_links_and_a_dangling_link_are_followed(tmp_path):
 
 
 @posix
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to lchown")
+def test_another_users_link_in_a_sticky_shared_folder_is_not_followed(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    victim = tmp_path / "victim.gx"
+    victim.write_bytes(b"precious")
+    link = shared / "m.gx"
+    link.symlink_to(victim)
+    os.lchown(link, 54321, 54321)  # planted by someone else
+    with pytest.raises(PermissionError, match=r"symbolic link of another user \(uid 54321\) in a "
+                                              r"shared folder; it is not followed"):
+        gx.save(small(), link)
+    assert victim.read_bytes() == b"precious" and link.is_symlink()
+    os.lchown(link, os.geteuid(), -1)  # our own link there is followed
+    gx.save(small(4), link)
+    assert gx.load(victim).name == "g4"
+
+
+@posix
 def test_a_symlink_loop_is_refused_in_one_line(tmp_path):
     (tmp_path / "a.gx").symlink_to("b.gx")
     (tmp_path / "b.gx").symlink_to("a.gx")

@@ -112,6 +112,19 @@ def remove_stale_temps(path: str | os.PathLike[str], older_than: float = STALE_T
     return removed
 
 
+def _check_link_owner(link: str) -> None:
+    """Refuse, as Linux's ``fs.protected_symlinks`` does for ``open``, a link planted by another
+    user in a shared sticky folder such as /tmp: following it would overwrite a file of ours."""
+    if not hasattr(os, "geteuid"):  # pragma: no cover - Windows
+        return
+    folder = os.stat(os.path.dirname(os.path.abspath(link)))
+    shared = folder.st_mode & stat.S_ISVTX and folder.st_mode & stat.S_IWOTH
+    owner = os.lstat(link).st_uid
+    if shared and owner not in (os.geteuid(), folder.st_uid):
+        raise PermissionError(errno.EACCES, f"{link!r} is a symbolic link of another user (uid "
+                              f"{owner}) in a shared folder; it is not followed")
+
+
 def _resolve(path: str) -> str:
     """``path`` with symbolic links in its last component followed: the file a save replaces."""
     for _ in range(MAX_LINKS):
@@ -119,6 +132,7 @@ def _resolve(path: str) -> str:
             link = os.readlink(path)
         except OSError:  # not a link, or nothing there: the caller's checks say which
             return path
+        _check_link_owner(path)
         path = os.path.join(os.path.dirname(path), link)
     raise OSError(errno.ELOOP, f"more than {MAX_LINKS} symbolic links to follow")
 
