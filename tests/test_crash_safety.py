@@ -141,7 +141,7 @@ def test_kill_at_each_point_of_a_save_leaves_old_or_new_file(point, tmp_path):
     assert path.read_bytes() == gx.dumps(old)
 
 
-def hold_temp_in_child(path, name: str):
+def hold_temp_in_child(path, name: str, content: bytes = b"partial"):
     """A child process that writes and locks a temp file the way a save in flight does; returns
     its pid and a pipe end that releases it when closed."""
     ready_r, ready_w = os.pipe()
@@ -153,7 +153,7 @@ def hold_temp_in_child(path, name: str):
             os.close(ready_r)
             fd = os.open(path.parent / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             atomic._try_lock(fd)
-            os.write(fd, b"partial")
+            os.write(fd, content)
             os.write(ready_w, b"x")
             os.read(go_r, 1)  # until the parent closes go_w
         finally:
@@ -166,11 +166,13 @@ def hold_temp_in_child(path, name: str):
 
 
 @needs_fork
-def test_a_save_in_flight_in_another_process_keeps_its_temp_file(tmp_path):
+@pytest.mark.parametrize("content", [b"partial", b""], ids=["written", "empty"])
+def test_a_save_in_flight_in_another_process_keeps_its_temp_file(tmp_path, content):
     path = tmp_path / "m.gx"
     name = ".m.gx.0123456789abcdef.tmp"
-    pid, release = hold_temp_in_child(path, name)
+    pid, release = hold_temp_in_child(path, name, content)
     try:
+        os.utime(tmp_path / name, (time.time() - 3600,) * 2)  # however old it looks
         gx.save(graph(1, 8), path)
         assert (tmp_path / name).exists()  # locked: its writer is alive
     finally:

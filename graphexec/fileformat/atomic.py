@@ -28,9 +28,9 @@ try:
     import fcntl
 
     _FLOCK: _Flock | None = fcntl.flock
-    _LOCK_NOW = fcntl.LOCK_EX | fcntl.LOCK_NB
+    _LOCK, _LOCK_NOW = fcntl.LOCK_EX, fcntl.LOCK_EX | fcntl.LOCK_NB
 except ImportError:  # pragma: no cover - Windows: an open file cannot be deleted there anyway
-    _FLOCK, _LOCK_NOW = None, 0
+    _FLOCK, _LOCK, _LOCK_NOW = None, 0, 0
 
 
 def _umask() -> int:
@@ -84,8 +84,10 @@ def _remove_if_abandoned(path: str, older_than: float) -> bool:
     old = time.time() - st.st_mtime >= older_than
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
     try:
-        locked = _try_lock(fd) if st.st_size > 0 else None  # empty: maybe not locked yet
-        if locked is False or (locked is None and not old):
+        locked = _try_lock(fd)
+        if locked is False:  # its writer is alive
+            return False
+        if (locked is None or st.st_size == 0) and not old:  # unknown, or maybe not locked yet
             return False
         os.unlink(path)  # still holding the lock: no writer can be using it
         return True
@@ -207,7 +209,9 @@ def _open_temp(target: str) -> tuple[int, str]:
             if isinstance(e, FileExistsError):  # pragma: no cover - 64 random bits
                 continue
             raise
-        _try_lock(fd)  # held until the fd is closed, after the rename
+        if _FLOCK is not None:  # held until the fd is closed, after the rename; waits only
+            with suppress(OSError):  # while a sweep looks at this new, empty file
+                _FLOCK(fd, _LOCK)
         return fd, tmp
 
 
