@@ -36,7 +36,7 @@ def _final_sums(data):
     out = {}
     for st in data["steps"]:
         for r in st.get("rules", []):
-            out[r["acc"]["value"]] = r["acc"]
+            out[r["acc"]["value"]] = {**r["acc"], "sum": r["acc"]["sum"] or r["grad"]}
     return out
 
 

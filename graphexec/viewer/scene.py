@@ -202,10 +202,14 @@ def scene(graph: Graph, data: Mapping[str, Any], *, flat_max: int = FLAT_MAX,
         views = [_flat(graph, data)]
     else:
         unit: dict[str, int] = {graph.nodes[k].name: g for g, m in enumerate(parts) for k in m}
-        for p in graph.params:  # a parameter sits in its readers' box if they share one
-            boxes = {unit[n.name] for n in graph.nodes if p in n.inputs}
-            if len(boxes) == 1:
-                unit[p] = boxes.pop()
+        boxes: dict[str, set[int]] = {}
+        for n in graph.nodes:
+            for s in n.inputs:
+                if s in graph.params:
+                    boxes.setdefault(s, set()).add(unit[n.name])
+        for p, where in boxes.items():  # a parameter sits in its readers' box if they share one
+            if len(where) == 1:
+                unit[p] = where.pop()
         titles = [_group_title(graph, m)[0] for m in parts]
         views = [_overview(graph, data, parts, unit)]
         views += [_inside(graph, data, g, m, unit, titles) for g, m in enumerate(parts)]

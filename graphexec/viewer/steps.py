@@ -43,16 +43,24 @@ def _num(x: float) -> str:
     return text(np.float64(x))
 
 
+def _blocks(n: int) -> np.ndarray:
+    """Start indices of at most HEAT near-equal blocks of n items."""
+    return np.linspace(0, n, min(HEAT, n) + 1).astype(int)[:-1]
+
+
 def _heat(a: np.ndarray) -> dict[str, Any] | None:
     """At most HEAT x HEAT block means of a tensor (rows: first axis, columns: the rest)."""
     if a.size <= 4 or a.dtype.kind not in "biuf":
         return None
     m = a.astype(np.float64).reshape(a.shape[0], -1) if a.ndim > 1 else a.astype(np.float64)[None]
-    rows = np.array_split(np.arange(m.shape[0]), min(HEAT, m.shape[0]))
-    cols = np.array_split(np.arange(m.shape[1]), min(HEAT, m.shape[1]))
-    cells = [[float(m[np.ix_(r, c)].mean()) for c in cols] for r in rows]
-    scale = float(np.abs(m).max())
-    return {"cells": [[round(v, 6) for v in row] for row in cells], "scale": scale}
+    if m.shape[0] <= HEAT and m.shape[1] <= HEAT:
+        cells = m
+    else:
+        r, c = _blocks(m.shape[0]), _blocks(m.shape[1])
+        sums = np.add.reduceat(np.add.reduceat(m, r, axis=0), c, axis=1)
+        cells = sums / np.outer(np.diff(np.append(r, m.shape[0])), np.diff(np.append(c, m.shape[1])))
+    return {"cells": [[float(f"{v:.3g}") for v in row] for row in cells.tolist()],
+            "scale": float(f"{np.abs(m).max():.4g}")}
 
 
 def value_info(a: np.ndarray) -> dict[str, Any]:
@@ -143,8 +151,10 @@ class _Sums:
         self.total[s] = g if cur is None else np.asarray(cur + g)
         self.parts.setdefault(s, []).append(text(g))
         n, of = len(self.parts[s]), self.branches[s]
+        if of == 1:  # no fan-out: the sum is the one gradient (the page shows that)
+            return {"value": s, "sum": None, "n": n, "of": of, "parts": None}
         return {"value": s, "sum": value_info(self.total[s]), "n": n, "of": of,
-                "parts": list(self.parts[s]) if of > 1 else None}
+                "parts": list(self.parts[s])}
 
 
 def _forward_steps(graph: Graph, values: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
