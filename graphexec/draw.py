@@ -36,7 +36,7 @@ __all__ = ["FORMATS", "LAYOUT", "DrawError", "Trace", "dot_layout", "format_valu
 #: Output formats by file suffix; "dot" is written directly, the others by Graphviz' ``dot``.
 FORMATS = ("dot", "svg", "png")
 GREEN, RED, GREY = "#1a7f37", "#c62828", "#57606a"
-#: Graph attributes of every circuit layout: this drawing's and the viewer's (graphexec.view).
+#: Graph attributes of every circuit layout: this drawing's and the viewer's (graphexec.viewer).
 LAYOUT = "rankdir=LR; ordering=in; nodesep=0.3; ranksep=0.6;"
 #: What a gate box shows for the lecture's arithmetic gates; other ops show their name.
 SYMBOLS = {"add": "+", "sub": "−", "mul": "×", "div": "÷", "neg": "×(−1)", "sum": "Σ",

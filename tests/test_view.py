@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import MODELS
 
 import graphexec as gx
 import graphexec.draw as drawmod
@@ -19,8 +20,6 @@ from graphexec.viewer import Page, view
 from graphexec.viewer.page import embed_json
 from graphexec.viewer.scene import groups, scene
 from graphexec.viewer.steps import story, text
-
-from conftest import MODELS
 
 ADD_MUL = {"x": -2.0, "y": 5.0, "z": -4.0}
 NEURON = {"w0": 2.0, "w1": -3.0, "w2": -3.0, "x0": -1.0, "x1": -2.0}
@@ -133,14 +132,14 @@ def test_page_is_self_contained_with_a_strict_csp(tmp_path):
     assert "default-src 'none'" in csp and "unsafe" not in csp
     import base64
     import hashlib
-    for body in re.findall(r"<script>(.*?)</script>", text_, re.S):
+    for body in re.findall(r"<script>(.*?)</script>", text_, re.DOTALL):
         digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
         assert f"'sha256-{digest}'" in csp
-    style = re.search(r"<style>(.*?)</style>", text_, re.S).group(1)
+    style = re.search(r"<style>(.*?)</style>", text_, re.DOTALL).group(1)
     assert base64.b64encode(hashlib.sha256(style.encode()).digest()).decode() in csp
     assert not re.search(r"""(src|href)\s*=\s*["'](?!data:)""", text_)  # nothing to load
     data = json.loads(re.search(r'<script type="application/json" id="gx-data">(.*?)</script>',
-                                text_, re.S).group(1))
+                                text_, re.DOTALL).group(1))
     assert data["title"] == "add_mul" and data["views"][0]["nodes"]
 
 
@@ -260,7 +259,7 @@ def test_check_colours_the_failing_node(bad_gate):
     d = b.op(bad_gate.name, b.op("tanh", x, name="t"), name="d")
     b.output(b.op("sum", d, name="f"), "f")
     page = view(b.build(), {"x": [0.1, 0.2, 0.3]}, check=True)
-    data = json.loads(re.search(r'id="gx-data">(.*?)</script>', page.html, re.S).group(1))
+    data = json.loads(re.search(r'id="gx-data">(.*?)</script>', page.html, re.DOTALL).group(1))
     result = {n["name"]: n["check"]["result"] for n in data["nodes"]}
     assert result == {"t": "pass", "d": "fail", "f": "pass"}
     assert "FAILED" in data["checkSummary"]
@@ -270,7 +269,8 @@ def test_check_colours_the_failing_node(bad_gate):
 def test_gx_view_is_the_function_even_after_importing_the_package():
     code = ("import graphexec.viewer.steps, graphexec as gx, graphexec.viewer as v; "
             "assert gx.view is v.view, gx.view; print('ok')")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          check=False)
     assert done.stdout.strip() == "ok", done.stderr
     assert isinstance(gx.view(gx.load(MODELS / "add_mul.gx"), ADD_MUL), Page)
 

@@ -13,13 +13,12 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import MODELS
+from test_view import ADD_MUL, NEURON, deep_graph
 
 import graphexec as gx
 import graphexec.draw as drawmod
 from graphexec.viewer import view
-
-from conftest import MODELS
-from test_view import ADD_MUL, NEURON, deep_graph
 
 CHROMIUM = os.environ.get("GRAPHEXEC_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("GRAPHEXEC_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -89,12 +88,13 @@ def press(driver, key: str, times: int = 1) -> None:
 
 
 def wires(driver) -> dict[str, tuple[str, str]]:
-    """The accessible wires table: wire -> (value, gradient) as text."""
+    """The accessible wires table: wire -> (value, gradient) as text (the first wire of each
+    value; ``into``, the reader, is the second column)."""
     from selenium.webdriver.common.by import By
 
     out = {}
     for row in driver.find_elements(By.CSS_SELECTOR, "#wires-body tr"):
-        name, val, grad = (td.text for td in row.find_elements(By.TAG_NAME, "td"))
+        name, _into, val, grad = (td.text for td in row.find_elements(By.TAG_NAME, "td"))
         out.setdefault(name, (val, grad))
     return out
 

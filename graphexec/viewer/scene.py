@@ -79,7 +79,7 @@ class _View:
         if key not in self.ids:
             self.ids[key] = f"n{len(self.nodes)}"
             w, h = SIZES[kind]
-            w = max(w, len(label) * 8.5 + 16, len(sub) * 6 + 12)
+            w = max(w, len(label) * 9 + 14, len(sub) * 6 + 12)
             fan = kind != "group" and ref.get("value") in self.fanout
             if fan:  # room inside the box for the running sum of the gradients (Σ∂ … (1 of 2))
                 w, h = max(w, 118), h + 14
@@ -110,9 +110,11 @@ def _gate(v: _View, graph: Graph, k: int) -> str:
 
 
 def _wire_texts(data: Mapping[str, Any], value: str, key: str | None) -> list[str]:
-    val = data["values"].get(value, {}).get("text", "")
+    """The lines a wire's label shows at most: (shape,) value, gradient."""
+    info = data["values"].get(value, {})
     grad = data["edgeGrads"].get(key, {}).get("text", "") if key else ""
-    return [t for t in (val, grad) if t]
+    lines = [info["dims"], info["range"]] if "range" in info else [info.get("text", "")]
+    return [t for t in lines + [grad] if t]
 
 
 def _flat(graph: Graph, data: Mapping[str, Any]) -> _View:

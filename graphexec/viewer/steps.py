@@ -66,6 +66,9 @@ def _heat(a: np.ndarray) -> dict[str, Any] | None:
 def value_info(a: np.ndarray) -> dict[str, Any]:
     """What the page shows of one array: its text, shape and, for tensors, stats and a heat map."""
     info: dict[str, Any] = {"text": text(a), "shape": list(a.shape), "scalar": a.size == 1}
+    if a.size > 4 or a.ndim > 2:  # the wire shows the shape and the range on lines of their own
+        info["dims"] = format_value(a, shape=True).split(":")[0]
+        info["range"] = text(a) if a.size == 0 else format_value(a, shape=False).replace("-", "−")
     if a.size > 1 and a.dtype.kind in "biuf":
         info["stats"] = {"min": _num(a.min()), "max": _num(a.max()), "mean": _num(a.mean())}
         info["heat"] = _heat(a)
@@ -188,7 +191,8 @@ def _edge_grads(steps: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]
         if st.get("seed"):
             out["out"] = {"text": "1", "step": j}
         for r in st.get("rules", []):
-            out[f"{st['node']}:{r['input']}"] = {"text": r["grad"]["text"], "step": j}
+            g = r["grad"]
+            out[f"{st['node']}:{r['input']}"] = {"text": g.get("range", g["text"]), "step": j}
     return out
 
 

@@ -75,16 +75,19 @@
     const m = el("marker", { id: "arrow-" + view.id, viewBox: "0 0 10 10", refX: 9, refY: 5,
       markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" }, defs);
     el("path", { d: "M0,0L10,5L0,10z", class: "arrowhead" }, m);
-    const parts = { svg: svg, edges: [], nodes: [] };
+    const parts = { svg: svg, edges: [], nodes: [], byId: {} };
+    view.nodes.forEach((n) => (parts.byId[n.id] = n));
     view.edges.forEach((e) => {
       const L = lay.edges[e.id];
       const g = el("g", { class: "wire" }, svg);
       el("path", { d: pathOf(L, e), class: "wire-line", "marker-end": "url(#arrow-" + view.id + ")" }, g);
       const at = L.label || L.points[Math.floor(L.points.length / 2)];
-      const txt = el("text", { x: at[0], y: at[1] - 2, class: "wire-label" }, g);
-      const val = el("tspan", { x: at[0], class: "val" }, txt);
+      const info = e.value !== null ? D.values[e.value] : null, tall = info && info.range !== undefined;
+      const txt = el("text", { x: at[0], y: at[1] - (tall ? 9 : 2), class: "wire-label" }, g);
+      const dims = tall ? el("tspan", { x: at[0], class: "dims" }, txt) : null;
+      const val = el("tspan", { x: at[0], dy: tall ? 15 : 0, class: "val" }, txt);
       const grad = el("tspan", { x: at[0], dy: 15, class: "grad" }, txt);
-      parts.edges.push({ e: e, g: g, val: val, grad: grad });
+      parts.edges.push({ e: e, g: g, val: val, grad: grad, dims: dims });
     });
     view.nodes.forEach((n) => {
       const [cx, cy, w, hh] = lay.nodes[n.id];
@@ -93,7 +96,7 @@
       el("rect", { x: cx - w / 2, y: cy - hh / 2, width: w, height: hh, rx: 7 }, g);
       const y0 = cy - (n.fanout ? 7 : 0);
       if (n.kind === "gate") {
-        el("text", { x: cx, y: y0 + 2, class: "sym" }, g, n.label);
+        el("text", { x: cx, y: y0 + 2, class: n.label.length > 2 ? "opname" : "sym" }, g, n.label);
         el("text", { x: cx, y: y0 + 15, class: "sub" }, g, n.sub);
       } else {
         el("text", { x: cx, y: y0 + (n.sub ? -1 : 4), class: "name" }, g, n.label);
@@ -122,7 +125,7 @@
     const box = $("canvas"), svg = built[id].svg;
     box.replaceChildren(svg);
     const w = +svg.getAttribute("width"), hh = +svg.getAttribute("height");
-    const k = Math.max(0.5, Math.min(2, (box.clientWidth - 24) / w, (window.innerHeight * 0.8) / hh));
+    const k = Math.max(0.6, Math.min(1.6, (box.clientWidth - 24) / w, (window.innerHeight * 0.8) / hh));
     svg.style.width = Math.round(w * k) + "px";
     svg.style.height = Math.round(hh * k) + "px";
     current = { view: view, parts: built[id] };
@@ -149,7 +152,9 @@
     const here = node === undefined ? null : node;
     current.parts.edges.forEach((p) => {
       const e = p.e;
-      const v = e.value !== null ? (shown(e.value) ? D.values[e.value].text : "") : (t > 0 ? e.wires + " wires" : "");
+      const info = e.value !== null && shown(e.value) ? D.values[e.value] : null;
+      const v = e.value !== null ? (info ? (info.range !== undefined ? info.range : info.text) : "") : (t > 0 ? e.wires + " wires" : "");
+      if (p.dims) p.dims.textContent = info ? info.dims : "";
       p.val.textContent = v;
       p.grad.textContent = gradText(e.key);
     });
@@ -235,8 +240,10 @@
       if (!p.val.textContent && !p.grad.textContent) return;
       const tr = h("tr");
       const from = p.e.value || "(" + p.e.wires + " wires)";
+      const to = current.parts.byId[p.e.to];
       tr.appendChild(h("td", "", from));
-      tr.appendChild(h("td", "val", p.val.textContent));
+      tr.appendChild(h("td", "to", to.kind === "output" ? "output " + to.label : (to.value || to.label)));
+      tr.appendChild(h("td", "val", (p.dims && p.dims.textContent ? p.dims.textContent + ": " : "") + p.val.textContent));
       tr.appendChild(h("td", "grad", p.grad.textContent));
       body.appendChild(tr);
     });
