@@ -296,3 +296,14 @@ def test_cli_view_inputs_and_errors(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("error: ") and msg in err and err.count("\n") == 1
     assert main(["view", str(tmp_path / "missing.gx"), "-o", str(out)]) == 2
+
+
+def test_node_details_carry_attributes_and_shapes():
+    b = gx.GraphBuilder("leaky")
+    x = b.input("x", shape=(2, 2))
+    b.output(b.op("sum", b.op("leaky_relu", x, alpha=0.1, name="a"), name="f"), "f")
+    data = story(b.build(), {"x": [[1.0, -2.0], [3.0, -4.0]]})
+    a = data["nodes"][0]
+    assert (a["attrs"], a["inShapes"], a["outShape"], a["nParams"]) == ({"alpha": "0.1"}, [[2, 2]], [2, 2], 0)
+    assert data["steps"][1]["eq"] == "a = leaky_relu(x)"
+    assert data["values"]["a"]["text"] == "[[1, −0.2], [3, −0.4]]"

@@ -88,14 +88,16 @@ class _View:
         return self.ids[key]
 
     def edge(self, a: str, b: str, value: str | None, key: str | None, texts: Sequence[str],
-             wires: int = 1) -> None:
+             wires: int = 1, names: Sequence[str] = ()) -> None:
         lw, lh = _label_w(texts)
         self.edges.append({"id": f"e{len(self.edges)}", "from": a, "to": b, "value": value,
-                           "key": key, "wires": wires, "lw": lw, "lh": lh})
+                           "key": key, "wires": wires, "names": list(names), "lw": lw, "lh": lh})
 
     def to_dict(self) -> dict[str, Any]:
+        # the overview of a deep net is a long chain of boxes: it reads top to bottom
+        rankdir = "TB" if any(n["kind"] == "group" for n in self.nodes) else "LR"
         return {"id": self.vid, "title": self.title, "parent": self.parent, "nodes": self.nodes,
-                "edges": self.edges, "layout": None}
+                "edges": self.edges, "rankdir": rankdir, "layout": None}
 
 
 def _leaf(v: _View, graph: Graph, name: str) -> str:
@@ -165,9 +167,11 @@ def _overview(graph: Graph, data: Mapping[str, Any], parts: Sequence[Sequence[in
             if src != ids[n.name]:
                 wires.setdefault((src, ids[n.name]), []).append((s, f"{k}:{i}"))
     for (a, b), ws in wires.items():
-        one = len(ws) == 1
-        v.edge(a, b, ws[0][0] if one else None, ws[0][1] if one else None,
-               _wire_texts(data, *ws[0]) if one else [f"{len(ws)} wires"], len(ws))
+        names = sorted({w[0] for w in ws})
+        value = names[0] if len(names) == 1 else None  # one value read by several gates
+        key = ws[0][1] if len(ws) == 1 else None
+        texts = _wire_texts(data, names[0], key) if value else [f"{len(ws)} wires"]
+        v.edge(a, b, value, key, texts, len(ws), names=names)
     _outputs(v, graph, data, ids)
     return v
 
@@ -225,7 +229,7 @@ def scene(graph: Graph, data: Mapping[str, Any], *, flat_max: int = FLAT_MAX,
 def layout_view(view: Mapping[str, Any]) -> dict[str, Any] | None:
     """Graphviz' layout of one view (node boxes and edge labels sized as the page draws them),
     or None without ``dot``."""
-    lines = ["digraph view {", f"  {LAYOUT}",
+    lines = ["digraph view {", f"  {LAYOUT} rankdir={view['rankdir']};",
              "  node [shape=box, fixedsize=true, label=\"\"]; edge [fontname=Helvetica, fontsize=11];"]
     for n in view["nodes"]:
         lines.append(f'  {n["id"]} [width={n["w"] / 72:.3f}, height={n["h"] / 72:.3f}];')

@@ -38,7 +38,7 @@
   function layoutOf(view) {
     if (view.layout) return view.layout;
     const g = new dagre.graphlib.Graph({ multigraph: true });
-    g.setGraph({ rankdir: "LR", nodesep: 22, ranksep: 43, edgesep: 10, marginx: 4, marginy: 4 });
+    g.setGraph({ rankdir: view.rankdir, nodesep: 22, ranksep: 43, edgesep: 10, marginx: 4, marginy: 4 });
     g.setDefaultEdgeLabel(() => ({}));
     view.nodes.forEach((n) => g.setNode(n.id, { width: n.w, height: n.h }));
     view.edges.forEach((e) => g.setEdge(e.from, e.to, { width: e.lw, height: e.lh, labelpos: "c" }, e.id));
@@ -184,7 +184,7 @@
   }
   function heat(hm) {
     const rows = hm.cells.length, cols = hm.cells[0].length, c = document.createElement("canvas");
-    const s = Math.max(4, Math.floor(192 / Math.max(rows, cols)));
+    const s = Math.max(4, Math.min(16, Math.floor(192 / Math.max(rows, cols))));
     c.width = cols * s; c.height = rows * s; c.className = "heat";
     c.setAttribute("role", "img");
     c.setAttribute("aria-label", "heat map, " + rows + " by " + cols + " cells, red positive, blue negative");
@@ -239,7 +239,7 @@
     current.parts.edges.forEach((p) => {
       if (!p.val.textContent && !p.grad.textContent) return;
       const tr = h("tr");
-      const from = p.e.value || "(" + p.e.wires + " wires)";
+      const from = (p.e.value || p.e.names.join(", ")) + (p.e.wires > 1 ? " (" + p.e.wires + " wires)" : "");
       const to = current.parts.byId[p.e.to];
       tr.appendChild(h("td", "", from));
       tr.appendChild(h("td", "to", to.kind === "output" ? "output " + to.label : (to.value || to.label)));
