@@ -299,3 +299,24 @@ def test_a_2000_gate_graph_opens_and_steps(driver, tmp_path, layout):
     boxes[0].click()  # a box opens on click
     assert driver.find_element(By.ID, "view-title").text.startswith("inside the box m0")
     assert console(driver) == []
+
+
+def test_the_jupyter_iframe_runs_the_page(driver, tmp_path):
+    """What ``_repr_html_`` gives Jupyter: an iframe whose srcdoc is the page, CSP and all."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = view(gx.load(MODELS / "add_mul.gx"), ADD_MUL)
+    notebook = tmp_path / "notebook.html"
+    notebook.write_text(f"<!DOCTYPE html><html><body>{page._repr_html_()}</body></html>", "utf-8")
+    driver.get("about:blank")
+    driver.get_log("browser")
+    driver.get(notebook.as_uri())
+    driver.switch_to.frame(driver.find_element(By.TAG_NAME, "iframe"))
+    try:
+        WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.body.dataset.ready"))
+        driver.find_element(By.ID, "end").click()
+        assert wires(driver)["f"] == ("−12", "1")
+    finally:
+        driver.switch_to.default_content()
+    assert console(driver) == []

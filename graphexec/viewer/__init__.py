@@ -21,7 +21,8 @@ from graphexec.errors import GraphError
 from graphexec.fileformat.atomic import atomic_write
 from graphexec.graph import Graph
 from graphexec.viewer.page import page_html
-from graphexec.viewer.scene import FLAT_MAX, scene
+from graphexec.viewer.scene import FLAT_MAX
+from graphexec.viewer.scene import scene as build_scene  # the name "scene" stays the module
 from graphexec.viewer.steps import story
 
 __all__ = ["LAYOUTS", "Page", "view"]
@@ -110,7 +111,7 @@ def view(graph: Graph, inputs: Mapping[str, Any] | None = None,
                 check=False, checkSummary="")
     if check:
         _check(graph, feed, data)
-    data["views"] = scene(graph, data, flat_max=flat_max, use_dot=layout != "dagre")
+    data["views"] = build_scene(graph, data, flat_max=flat_max, use_dot=layout != "dagre")
     if layout == "dot" and any(v["layout"] is None for v in data["views"]):
         raise DrawError("layout='dot' needs Graphviz' 'dot' program, which is not installed; "
                         "install Graphviz or use layout='auto'")

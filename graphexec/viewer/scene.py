@@ -229,7 +229,10 @@ def scene(graph: Graph, data: Mapping[str, Any], *, flat_max: int = FLAT_MAX,
 def layout_view(view: Mapping[str, Any]) -> dict[str, Any] | None:
     """Graphviz' layout of one view (node boxes and edge labels sized as the page draws them),
     or None without ``dot``."""
-    lines = ["digraph view {", f"  {LAYOUT} rankdir={view['rankdir']};",
+    # an overview's long edges past many boxes make dot's network simplex slow (9 s for 2,000
+    # gates): bound its iterations there (Graphviz' nslimit trades placement quality for time)
+    bound = " nslimit=1;" if view["rankdir"] == "TB" else ""
+    lines = ["digraph view {", f"  {LAYOUT} rankdir={view['rankdir']};{bound}",
              "  node [shape=box, fixedsize=true, label=\"\"]; edge [fontname=Helvetica, fontsize=11];"]
     for n in view["nodes"]:
         lines.append(f'  {n["id"]} [width={n["w"] / 72:.3f}, height={n["h"] / 72:.3f}];')
