@@ -233,7 +233,7 @@ def layout_view(view: Mapping[str, Any]) -> dict[str, Any] | None:
     # gates): bound its iterations there (Graphviz' nslimit trades placement quality for time)
     bound = " nslimit=1;" if view["rankdir"] == "TB" else ""
     lines = ["digraph view {", f"  {LAYOUT} rankdir={view['rankdir']};{bound}",
-             "  node [shape=box, fixedsize=true, label=\"\"]; edge [fontname=Helvetica, fontsize=11];"]
+             "  node [shape=box, fixedsize=true, label=\"\"]; edge [fontname=Helvetica, fontsize=13];"]
     for n in view["nodes"]:
         lines.append(f'  {n["id"]} [width={n["w"] / 72:.3f}, height={n["h"] / 72:.3f}];')
     for e in view["edges"]:
