@@ -26,6 +26,7 @@ _LAZY = {
     "fit": ("graphexec.train", "fit"),
     "predict": ("graphexec.train", "predict"),
     "History": ("graphexec.train", "History"),
+    "view": ("graphexec.viewer", "view"),
 }
 
 
@@ -71,4 +72,5 @@ __all__ = [
     "run",
     "save",
     "unbroadcast",
+    "view",
 ]
