@@ -5,6 +5,7 @@ import pytest
 
 import graphexec as gx
 from graphexec.data import digits, spiral
+from graphexec.cli.main import main
 from graphexec.examples import digits_mlp
 from graphexec.optim import SGD, Adam, StepDecay
 from graphexec.train import EpochEnd, TrainingError, accuracy, confusion_matrix
@@ -89,9 +90,14 @@ def test_float32_training_stays_float32(small_spiral):
     assert all(isinstance(v, float) for v in hist.loss)
 
 
-def test_shipped_digits_model_is_reproduced_within_tolerance(digits_split):
+@pytest.fixture(scope="module")
+def rebuilt_digits():
+    return digits_mlp()
+
+
+def test_shipped_digits_model_is_reproduced_within_tolerance(digits_split, rebuilt_digits):
     """Training results may differ in the last bits across BLAS builds: compare with a tolerance."""
-    shipped, rebuilt = gx.load(MODELS / "digits_mlp.gx"), digits_mlp()
+    shipped, rebuilt = gx.load(MODELS / "digits_mlp.gx"), rebuilt_digits
     _, _, Xv, yv = digits_split
     assert shipped.training.spec == rebuilt.training.spec
     assert {k: v.shape for k, v in shipped.params.items()} == \
@@ -100,6 +106,20 @@ def test_shipped_digits_model_is_reproduced_within_tolerance(digits_split):
     np.testing.assert_allclose(shipped.training.state["history.loss"],
                                rebuilt.training.state["history.loss"], rtol=1e-3)
     assert accuracy(shipped, Xv, yv) >= 0.96
+
+
+def test_shipped_untrained_digits_net_is_reproduced_byte_for_byte():
+    assert (MODELS / "digits_mlp_untrained.gx").read_bytes() == gx.dumps(digits_mlp(train=False))
+
+
+def test_graphexec_train_on_the_untrained_digits_net_gives_the_digits_model(tmp_path,
+                                                                           rebuilt_digits):
+    """docs/training.md: the CLI with no flag but --data retrains models/digits_mlp.gx (byte for
+    byte on one BLAS build: here against the same run in process)."""
+    out = tmp_path / "digits_mlp.gx"
+    assert main(["train", str(MODELS / "digits_mlp_untrained.gx"), "--data", "digits",
+                 "-o", str(out), "--no-progress"]) == 0
+    assert out.read_bytes() == gx.dumps(rebuilt_digits)
 
 
 # ---------------------------------------------------------------------------- resume
