@@ -2,15 +2,14 @@
 
 import numpy as np
 import pytest
+from conftest import MODELS
 
 import graphexec as gx
-from graphexec.data import digits, spiral
 from graphexec.cli.main import main
+from graphexec.data import digits, spiral
 from graphexec.examples import digits_mlp
 from graphexec.optim import SGD, Adam, StepDecay
 from graphexec.train import EpochEnd, TrainingError, accuracy, confusion_matrix
-
-from conftest import MODELS
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,7 @@ def _read_npy(name: str, path: str) -> np.ndarray:
                          f"found {'an empty file' if not head else f'bytes {head!r}'}; save "
                          "the array with numpy.save, or give a JSON number or list")
     try:
-        return np.load(path, allow_pickle=False)
+        return np.asarray(np.load(path, allow_pickle=False))
     except (OSError, ValueError, MemoryError) as e:
         raise UsageError(f"-i {name}=@{path}: cannot read it as .npy: {e}") from e
 

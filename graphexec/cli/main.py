@@ -7,7 +7,6 @@ import argparse
 import importlib
 import importlib.metadata
 import io
-import json
 import os
 import sys
 from collections import Counter
@@ -32,7 +31,7 @@ from graphexec.fileformat.atomic import atomic_write
 from graphexec.fileformat.schema import Header
 from graphexec.registry import registry
 
-__all__ = ["main", "entry"]
+__all__ = ["entry", "main"]
 
 #: Modules that add subcommands: each has ``register(subparsers)`` setting ``func`` on its parsers.
 EXTRA_COMMANDS = ("graphexec.cli.train", "graphexec.cli.draw", "graphexec.cli.onnx")
