@@ -41,7 +41,7 @@ def _read_npy(name: str, path: str) -> np.ndarray:
         with open(path, "rb") as f:
             head = f.read(len(NPY_MAGIC))
     except OSError as e:
-        raise UsageError(f"-i {name}: cannot open {path!r}: {e.strerror}") from e
+        raise UsageError(f"-i {name}: cannot read {path!r} as .npy: {e.strerror}") from e
     if head != NPY_MAGIC:
         raise UsageError(f"-i {name}=@{path}: expected a .npy file (written by numpy.save), "
                          f"found {'an empty file' if not head else f'bytes {head!r}'}; save "
@@ -108,7 +108,7 @@ def user_data(what: str) -> Iterator[None]:
         raise UsageError(f"{what}: not enough memory for the sizes it declares "
                          f"(MemoryError: {e}); check the shapes of its inputs and "
                          "parameters") from e
-    except (ValueError, OverflowError) as e:
+    except (ValueError, TypeError, IndexError, ArithmeticError, RecursionError) as e:
         raise UsageError(f"{what}: cannot compute with these sizes or values "
                          f"({type(e).__name__}: {e}); check the shapes of its inputs and "
                          "parameters") from e
