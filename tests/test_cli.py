@@ -241,3 +241,14 @@ def test_closed_pipe_exits_quietly():
     finally:
         os.close(write_end)
     assert (r.returncode, r.stderr) == (0, "")
+
+
+def test_ctrl_c_on_any_verb_is_one_line_exit_130(monkeypatch, capsys):
+    import graphexec.cli.main as cli_main
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_main, "read_header", interrupted)
+    assert main(["info", str(MODELS / "add_mul.gx")]) == 130
+    assert capsys.readouterr().err == "interrupted\n"

@@ -312,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except BrokenPipeError:
         return _closed_pipe()
+    except KeyboardInterrupt:  # train reports its own; any other verb just stops
+        print("interrupted", file=sys.stderr)
+        return 130
     except (GraphexecError, OSError) as e:
         return _fail(str(e), as_json)
     except MemoryError as e:
