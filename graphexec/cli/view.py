@@ -30,8 +30,8 @@ def register(subparsers: Any) -> None:
         description="Write one self-contained HTML page (opens from file://, no network) that "
                     "steps through the forward pass node by node in the executor's order, then "
                     "the backward pass in reverse, with each value, gradient and chain-rule step.")
-    s.add_argument("file")
-    s.add_argument("-o", "--output", required=True, metavar="OUT.html")
+    s.add_argument("file", help="the graph to show (.gx)")
+    s.add_argument("-o", "--output", required=True, metavar="OUT.html", help="the page to write")
     s.add_argument("-i", "--input", action="append", metavar="NAME=VALUE",
                    help="an input's value: a JSON number or nested list, or @path.npy; inputs "
                         "not given get random values (see --seed)")
