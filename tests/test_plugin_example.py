@@ -196,15 +196,12 @@ def test_a_file_that_needs_a_newer_gate_names_both_versions(venv):
 
 # ---------------------------------------------------------------------------- in this process
 @pytest.fixture
-def example_gates(monkeypatch):
+def example_gates(monkeypatch, restore_registry):
     """The plugin's gate classes, imported from its source tree; the registry restored after."""
     monkeypatch.syspath_prepend(str(PLUGIN / "src"))
     import graphexec_example_gates as m
 
-    saved = dict(registry().gates)
-    yield {c.name: c for c in (m.Softplus, m.SiLU, m.GELU)}
-    registry().gates.clear()
-    registry().gates.update(saved)
+    return {c.name: c for c in (m.Softplus, m.SiLU, m.GELU)}
 
 
 @pytest.mark.parametrize("op", OPS)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
-from graphexec.gate import Ctx, Gate, unbroadcast
+from graphexec.gate import Attrs, Ctx, Gate, unbroadcast
 
 
 class Sigmoid(Gate):
@@ -64,7 +64,7 @@ class LeakyReLU(Gate):
     name, version = "leaky_relu", 1
     fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
-    class Attrs(BaseModel):
+    class Attrs(Attrs):
         model_config = ConfigDict(extra="forbid", frozen=True)
         alpha: float = 0.01
 
@@ -107,7 +107,7 @@ class ELU(Gate):
     name, version = "elu", 1
     fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
-    class Attrs(BaseModel):
+    class Attrs(Attrs):
         model_config = ConfigDict(extra="forbid", frozen=True)
         alpha: float = 1.0
 

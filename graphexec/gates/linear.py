@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
-from graphexec.gate import Ctx, Gate
+from graphexec.gate import Attrs, Ctx, Gate
 
 
 class MatMul(Gate):
@@ -65,7 +65,7 @@ class Reshape(Gate):
 
     name, version = "reshape", 1
 
-    class Attrs(BaseModel):
+    class Attrs(Attrs):
         model_config = ConfigDict(extra="forbid", frozen=True)
         shape: list[int] = Field(default_factory=lambda: [-1])
 

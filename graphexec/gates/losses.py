@@ -7,9 +7,9 @@ in range; they take no gradient, so backward returns None for them.
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
-from graphexec.gate import Ctx, Gate
+from graphexec.gate import Attrs, Ctx, Gate
 
 
 class SoftmaxCrossEntropy(Gate):
@@ -74,7 +74,7 @@ class L2(Gate):
     name, version = "l2", 1
     fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
-    class Attrs(BaseModel):
+    class Attrs(Attrs):
         model_config = ConfigDict(extra="forbid", frozen=True)
         scale: float = 1.0
 
