@@ -405,7 +405,8 @@ def check_distribution(dist: str, *, cases: Mapping[str, Mapping[str, Any]] | No
     """
     from graphexec.registry import GROUP, installed_entries
 
-    entries = [e for e in installed_entries() if _canonical(e.dist) == _canonical(dist)]
+    entries = sorted((e for e in installed_entries() if _canonical(e.dist) == _canonical(dist)),
+                     key=lambda e: e.name)
     if not entries:
         offering = sorted({e.dist for e in installed_entries()})
         raise AssertionError(f"check_distribution({dist!r}): no {GROUP!r} entry points belong to "
