@@ -147,12 +147,11 @@ BROKEN = FakeDist("graphexec-broken-gates", "0.0.1")
 
 
 def installed(monkeypatch, *fakes):
-    """The process registry as discovery builds it with ``fakes`` installed beside the real
-    entry points (conftest's fixture puts the old registry back afterwards)."""
+    """Make discovery see ``fakes`` beside the real entry points; the next use of the process
+    registry discovers again (conftest's fixture puts the old registry back afterwards)."""
     real = list(importlib.metadata.entry_points(group=regmod.GROUP))
     monkeypatch.setattr(regmod, "entry_points", lambda group: [*real, *fakes])
     regmod.reset_registry()
-    return regmod.registry()
 
 
 @pytest.fixture
@@ -279,8 +278,9 @@ def test_discovery_imports_nothing_and_a_graph_imports_only_what_it_uses(monkeyp
         calls.append("hang")
         raise AssertionError("imported a plugin the graph does not use")
 
-    reg = installed(monkeypatch, FakeEP("slow", hang, FakeDist("slow-gates")))
+    installed(monkeypatch, FakeEP("slow", hang, FakeDist("slow-gates")))
     g = builtin_graph()
+    reg = regmod.registry()
     assert calls == [] and {n.op for n in g.nodes} == {"add", "mul"}
     assert "slow" in reg.names() and calls == []
     assert "slow" in {b.entry for b in reg.broken} and calls == ["hang"]  # listing imports all
@@ -294,19 +294,19 @@ def test_a_hanging_plugin_blocks_only_the_graphs_that_use_it(monkeypatch):
         release.wait()
         return Boom
 
-    reg = installed(monkeypatch, FakeEP("boom", hang, BROKEN))
-    waiter = threading.Thread(target=reg.resolve, args=("boom", 1), daemon=True)
-    waiter.start()
+    installed(monkeypatch, FakeEP("boom", hang, BROKEN))
+    waiter = threading.Thread(target=lambda: regmod.registry().resolve("boom", 1), daemon=True)
+    waiter.start()  # the first to use the registry: its import of the plugin gets stuck
     try:
-        assert entered.wait(300)  # the plugin's import is under way (and stuck)
+        assert entered.wait(60)
         loader = threading.Thread(target=builtin_graph, daemon=True)
         loader.start()
-        loader.join(300)  # a deadlock guard, not a speed limit: this takes milliseconds
-        assert not loader.is_alive()
+        loader.join(60)  # a deadlock guard, not a speed limit: loading takes milliseconds
+        assert not loader.is_alive(), "a graph of built-in gates waited for a plugin's import"
     finally:
         release.set()
-        waiter.join(300)
-    assert reg.resolve("boom", 1).cls is Boom
+        waiter.join(60)
+    assert regmod.registry().resolve("boom", 1).cls is Boom
 
 
 @pytest.mark.parametrize("source, reason", [
@@ -329,7 +329,8 @@ def test_a_hanging_plugin_blocks_only_the_graphs_that_use_it(monkeypatch):
 ])
 def test_a_broken_plugin_is_contained_and_named(monkeypatch, plugin_module, source, reason):
     mod = plugin_module(f"gx_broken_{abs(hash(reason)) % 10**8}", source)
-    reg = installed(monkeypatch, FakeEP("boom", f"{mod}:Gate", BROKEN))
+    installed(monkeypatch, FakeEP("boom", f"{mod}:Gate", BROKEN))
+    reg = regmod.registry()
     assert builtin_graph().nodes  # graphs of other gates load; nothing escapes
     b = gx.GraphBuilder()
     with pytest.raises(gx.UnknownOpError) as e:
@@ -341,9 +342,8 @@ def test_a_broken_plugin_is_contained_and_named(monkeypatch, plugin_module, sour
 
 
 def test_keyboard_interrupt_is_not_contained():
-    reg = regmod.build_registry([FakeEP("boom", KeyboardInterrupt(), BROKEN)])
     with pytest.raises(KeyboardInterrupt):
-        reg.find("boom")
+        regmod.build_registry([FakeEP("boom", KeyboardInterrupt(), BROKEN)]).find("boom")
 
 
 def test_a_gate_whose_name_cannot_be_compared_is_contained():
