@@ -8,9 +8,10 @@ import pytest
 from pydantic import BaseModel, ConfigDict, field_validator
 
 import graphexec as gx
+from graphexec import registry as regmod
 from graphexec.gates import activations, arith, linear, losses, reduce
 from graphexec.registry import registry
-from graphexec.testing import check_gate
+from graphexec.testing import check_distribution, check_gate
 
 
 class Square(gx.Gate):
@@ -405,10 +406,6 @@ def test_a_false_fresh_grads_claim_fails_the_kit(cls, shapes, message):
 
 
 # ---------------------------------------------------------------------------- check_distribution
-from graphexec import registry as regmod  # noqa: E402
-from graphexec.testing import check_distribution  # noqa: E402
-
-
 class _Dist:
     def __init__(self, name, version="1.0"):
         self.metadata, self.version = {"Name": name}, version
@@ -437,11 +434,11 @@ def test_check_distribution_names_each_broken_entry(monkeypatch):
         check_distribution("kit_gates")  # - and _ alike, as pip does
     lines = str(e.value).splitlines()
     assert lines[0] == "kit-gates 1.0: 4 gate entry points, 3 fail"
-    assert lines[1] == "  FAIL gone: does not load: kit-gates: cannot import gate 'gone' " \
-                       "(fake:gone): ImportError(\"No module named 'kit_gone'\")"
+    assert lines[1] == ("  FAIL gone: does not load: kit-gates: cannot import gate 'gone' "
+                        "(fake:gone): ImportError(\"No module named 'kit_gone'\")")
     assert lines[3].startswith("  ok   kit_square: passes check_gate (max relative error ")
-    assert lines[4] == "  FAIL other: does not load: kit-gates: entry point 'other' points at " \
-                       "gate 'misnamed'; the names must match"
+    assert lines[4] == ("  FAIL other: does not load: kit-gates: entry point 'other' points at "
+                        "gate 'misnamed'; the names must match")
     assert lines[2].startswith("  FAIL kit_pass: check_gate(PassThrough, op 'kit_pass'): declares "
                                "fresh_grads = True")
     assert "misnamed" not in registry().names() and "kit_square" not in registry().names()
