@@ -356,16 +356,18 @@ class Registry:
     # -- resolving -----------------------------------------------------------------------
     def resolve(self, op: str, version: int, dist: str = "", dist_version: str = "") -> GateInfo:
         """The gate for ``op`` at file version ``version``; UnknownOpError if none can serve it."""
-        self.require([(op, version, dist, dist_version)])
         info = self.find(op)
-        assert info is not None  # require() raised otherwise
+        if info is None or version > info.version:
+            self.require([(op, version, dist, dist_version)])  # raises, saying why
+            raise AssertionError("unreachable: require() accepted what find() refused")
         return info
 
     def require(self, wanted: Iterable[Wanted]) -> None:
         """Check that every op can be served; one UnknownOpError lists all that cannot."""
         best: dict[str, Wanted] = {}
         for w in wanted:
-            if w[0] not in best or w[1] > best[w[0]][1]:
+            seen = best.get(w[0])
+            if seen is None or w[1] > seen[1]:
                 best[w[0]] = w
         problems = [p for w in best.values() if (p := self._problem(*w)) is not None]
         if problems:
