@@ -9,7 +9,7 @@ from graphexec.api import dumps, load, loads, save
 from graphexec.builder import GraphBuilder, Value
 from graphexec.errors import GraphError, GraphexecError, GraphFileError, PluginError, UnknownOpError
 from graphexec.executor import Executor, run
-from graphexec.gate import Ctx, Gate, NoAttrs, unbroadcast
+from graphexec.gate import Attrs, Ctx, Gate, NoAttrs, unbroadcast
 from graphexec.gradcheck import GradcheckReport, gradcheck
 from graphexec.graph import Graph
 from graphexec.registry import register_gate
@@ -43,6 +43,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "Attrs",
     "Ctx",
     "GradcheckReport",
     "History",

@@ -34,7 +34,8 @@ from graphexec.registry import registry
 __all__ = ["entry", "main"]
 
 #: Modules that add subcommands: each has ``register(subparsers)`` setting ``func`` on its parsers.
-EXTRA_COMMANDS = ("graphexec.cli.train", "graphexec.cli.draw", "graphexec.cli.onnx", "graphexec.cli.view")
+EXTRA_COMMANDS = ("graphexec.cli.gates", "graphexec.cli.train", "graphexec.cli.draw",
+                  "graphexec.cli.onnx", "graphexec.cli.view")
 
 
 def _node_ops(h: Header) -> list[dict[str, Any]]:
@@ -191,23 +192,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def cmd_gates(args: argparse.Namespace) -> int:
-    reg = registry()
-    rows = [{"op": i.name, "version": i.version, "dist": i.dist, "dist_version": i.dist_version,
-             "module": i.module} for i in sorted(reg.gates.values(), key=lambda i: i.name)]
-    broken = [{"entry": b.entry, "dist": b.dist, "error": b.error} for b in reg.broken]
-    if args.json:
-        emit_json({"gates": rows, "broken": broken, "conflicts": reg.conflicts})
-        return 0
-    for r in rows:
-        print(f"{r['op']:<24} v{r['version']:<3} {r['dist']} {r['dist_version']}  ({r['module']})")
-    for b in broken:
-        print(f"BROKEN {b['dist']}:{b['entry']}: {b['error']}")
-    for c in reg.conflicts:
-        print(f"CONFLICT {c}")
-    return 0
-
-
 def _load(path: str) -> gx.Graph:
     """The graph in ``path``; numpy's failures on a hostile file become one line (exit 2)."""
     _refuse_empty(path)
@@ -278,9 +262,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_check)
-    s = sub.add_parser("gates", help="every registered op, its version and distribution")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_gates)
     for module in EXTRA_COMMANDS:
         try:
             mod = importlib.import_module(module)
