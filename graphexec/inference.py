@@ -99,7 +99,14 @@ def chunks(n: int, batch_size: int) -> Iterator[tuple[int, int]]:
 def output_spec(g: Graph, X: np.ndarray, output: str = "scores") -> tuple[tuple[int, ...],
                                                                              np.dtype[Any]]:
     """Shape of one output row and its dtype, from a one-row pass (``X`` needs a row)."""
-    y = forward_chunk(g, X[:1], output)
+    try:
+        y = forward_chunk(g, X[:1], output)
+    except GraphError as e:
+        if not str(e).startswith("missing input"):
+            raise
+        raise GraphError(f"output {output!r} of graph {g.name!r} needs more inputs than 'x' "
+                         f"({e}); predict computes an output from 'x' alone, such as "
+                         "'scores'") from e
     if y.ndim == 0 or y.shape[0] != 1:
         raise GraphError(f"output {output!r} of graph {g.name!r} is not one row per input row "
                          f"(shape {y.shape} for 1 row); predict needs a per-row output "
@@ -194,6 +201,9 @@ class NpyWriter:
                  dtype: np.dtype[Any]) -> None:
         self.path = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(folder):
+            raise GraphError(f"output {self.path!r}: expected an existing folder, found no "
+                             f"{folder!r}; create it first")
         fd, self.tmp = tempfile.mkstemp(prefix=".predict-", suffix=".npy.tmp", dir=folder)
         os.close(fd)
         self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=dtype, shape=shape)

@@ -20,7 +20,7 @@ from graphexec.registry import registry
 __all__ = ["main", "entry"]
 
 #: Modules that add subcommands: each has ``register(subparsers)`` setting ``func`` on its parsers.
-EXTRA_COMMANDS = ("graphexec.cli.train", "graphexec.cli.draw", "graphexec.cli.onnx")
+EXTRA_COMMANDS = ("graphexec.cli.train", "graphexec.cli.draw", "graphexec.cli.onnx", "graphexec.cli.predict")
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 WORKER_ENV = {name: "1" for name in BLAS_THREAD_VARS}
 #: Variables removed from the environment the worker processes inherit.
 WORKER_UNSET = ("MALLOC_TRIM_THRESHOLD_",)
-CONNECT_TIMEOUT = "30s"  # a hang guard: a scheduler that does not answer in 30 s is not there
+CONNECT_TIMEOUT = "10s"  # a hang guard: a scheduler that does not answer in 10 s is not there
 
 
 class DistributedError(GraphexecError):
