@@ -82,7 +82,7 @@ def local_cluster(n_workers: int | None = None, *, processes: bool = True) -> It
         raise DistributedError(f"workers must be an integer >= 1, got {n_workers!r}")
     with _spawn_environment():
         cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1,
-                                           processes=processes, dashboard_address=None,
+                                           processes=processes, dashboard_address=":0",
                                            silence_logs=logging.ERROR)
     with cluster, distributed.Client(cluster) as client:
         yield client
