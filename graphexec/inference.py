@@ -223,7 +223,7 @@ class NpyWriter:
         with contextlib.suppress(OSError):
             os.remove(self.tmp)
 
-    def __enter__(self) -> NpyWriter:
+    def __enter__(self) -> NpyWriter:  # noqa: PYI034 (never subclassed)
         return self
 
     def __exit__(self, kind: object, *rest: object) -> None:

@@ -83,7 +83,7 @@ class GraphClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             return nn.mlp(sizes, activation=self.activation, reg=self.reg, seed=self.seed)
         g = loads(dumps(self.graph)) if isinstance(self.graph, Graph) else self.graph(sizes)
         if not isinstance(g, Graph):
-            raise ValueError(f"graph: expected a gx.Graph or a builder returning one, found "
+            raise TypeError(f"graph: expected a gx.Graph or a builder returning one, found "
                              f"{type(g).__name__}")
         return g
 

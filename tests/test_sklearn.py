@@ -8,13 +8,13 @@ import pytest
 
 sklearn = pytest.importorskip("sklearn")
 
-from sklearn.model_selection import GridSearchCV  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
-from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
-import graphexec as gx  # noqa: E402
-from graphexec.sklearn import EXPECTED_FAILED_CHECKS, GraphClassifier  # noqa: E402
+import graphexec as gx
+from graphexec.sklearn import EXPECTED_FAILED_CHECKS, GraphClassifier
 
 
 def _blobs(n=150, seed=0):
@@ -77,9 +77,9 @@ def test_joblib_dask_backend():
     serial = GridSearchCV(GraphClassifier(hidden=(8,), epochs=3), grid, cv=2).fit(X, y)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=":0") as cluster, \
-            distributed.Client(cluster) as client:
-        with joblib.parallel_backend("dask"), distributed.get_task_stream(client) as tasks:
-            search = GridSearchCV(GraphClassifier(hidden=(8,), epochs=3), grid, cv=2,
+            distributed.Client(cluster) as client, joblib.parallel_backend("dask"), \
+            distributed.get_task_stream(client) as tasks:
+        search = GridSearchCV(GraphClassifier(hidden=(8,), epochs=3), grid, cv=2,
                                   n_jobs=2).fit(X, y)
     assert len(tasks.data) >= 4  # the 2 x 2 fits ran as Dask tasks
     np.testing.assert_array_equal(search.cv_results_["mean_test_score"],

@@ -21,8 +21,15 @@ import graphexec as gx
 from graphexec import nn
 from graphexec.cli.common import UsageError
 from graphexec.graph import Graph
-from graphexec.inference import (NpyWriter, chunks, default_batch_size, drop_pages, forward_chunk,
-                                 open_npy, output_spec)
+from graphexec.inference import (
+    NpyWriter,
+    chunks,
+    default_batch_size,
+    drop_pages,
+    forward_chunk,
+    open_npy,
+    output_spec,
+)
 from graphexec.train import has_tqdm
 
 __all__ = ["add_cluster_flags", "register", "sweep_graphs"]
@@ -54,7 +61,8 @@ def sweep_graphs(args: argparse.Namespace, hidden: list[int], regs: list[float],
 
     builder = functools.partial(nn.mlp, activation=args.activation, seed=args.seed,
                                 dtype=args.dtype)
-    grid = {"sizes": [[X.shape[1], h, n_classes] for h in hidden], "reg": regs}
+    grid: dict[str, list[Any]] = {"sizes": [[X.shape[1], h, n_classes] for h in hidden],
+                                  "reg": list(regs)}
     with distributed.connect(workers=args.workers, scheduler=args.scheduler) as client:
         results = distributed.sweep(builder, grid, X, y, client=client, epochs=args.epochs,
                                     batch_size=args.batch_size, optimizer=args.optimizer,

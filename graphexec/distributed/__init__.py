@@ -22,6 +22,17 @@ from graphexec.distributed._cluster import (
 from graphexec.distributed._predict import predict, predict_to_npy
 from graphexec.distributed._sweep import SweepResult, grid_points, run_point, sweep
 
-__all__ = ["BLAS_THREAD_VARS", "DistributedError", "SweepResult", "WORKER_ENV", "connect",
-           "grid_points", "local_cluster", "predict", "predict_to_npy", "run_point", "sweep",
-           "worker_report"]
+__all__ = [
+    "BLAS_THREAD_VARS",
+    "WORKER_ENV",
+    "DistributedError",
+    "SweepResult",
+    "connect",
+    "grid_points",
+    "local_cluster",
+    "predict",
+    "predict_to_npy",
+    "run_point",
+    "sweep",
+    "worker_report",
+]

@@ -25,8 +25,15 @@ from typing import Any
 
 from graphexec.errors import GraphexecError
 
-__all__ = ["BLAS_THREAD_VARS", "DistributedError", "connect", "local_cluster", "require",
-           "worker_report", "WORKER_ENV"]
+__all__ = [
+    "BLAS_THREAD_VARS",
+    "WORKER_ENV",
+    "DistributedError",
+    "connect",
+    "local_cluster",
+    "require",
+    "worker_report",
+]
 
 BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 #: The environment of every worker process graphexec starts.

@@ -20,8 +20,7 @@ import numpy as np
 from graphexec.api import dumps, load, loads
 from graphexec.distributed._cluster import DistributedError, require
 from graphexec.graph import Graph
-from graphexec.inference import (NpyWriter, default_batch_size, drop_pages, open_npy,
-                                 output_spec)
+from graphexec.inference import NpyWriter, default_batch_size, drop_pages, open_npy, output_spec
 from graphexec.inference import predict as local_predict
 
 __all__ = ["predict", "predict_to_npy"]
@@ -87,12 +86,12 @@ def _check_dtype(g: Graph, dtype: np.dtype[Any], cast: bool) -> str | None:
 
 def _prepare(graph: Graph | str | os.PathLike[str]) -> tuple[Graph, Any, str]:
     """The graph here, and its bytes as one delayed value (sent once per worker) + digest."""
-    import dask
+    from dask import delayed
 
     g = graph if isinstance(graph, Graph) else load(graph)
     blob = dumps(g)
     digest = hashlib.sha256(blob).hexdigest()
-    return g, dask.delayed(blob, pure=True), digest
+    return g, delayed(blob, pure=True), digest
 
 
 def predict(graph: Graph | str | os.PathLike[str], X: Any, output: str = "scores", *,
@@ -117,19 +116,19 @@ def predict(graph: Graph | str | os.PathLike[str], X: Any, output: str = "scores
         ``batch_size`` rows (else up to BLAS rounding, see :mod:`graphexec.inference`).
     """
     require()
-    import dask
     import dask.array as da
+    from dask import delayed
 
     g, blob, digest = _prepare(graph)
     if isinstance(X, (str, os.PathLike)):
         path = os.path.abspath(os.fspath(X))
-        shape, dtype = dask.delayed(_npy_header, pure=False)(path).compute()
-        return _from_file(g, path, shape, np.dtype(dtype), blob, digest, output, batch_size,
+        fshape, dtype = delayed(_npy_header, pure=False)(path).compute()
+        return _from_file(g, path, fshape, np.dtype(dtype), blob, digest, output, batch_size,
                           labels, cast)
     if not isinstance(X, da.Array) or X.ndim == 0:
         raise DistributedError(f"X: expected a dask array of rows or the path of a .npy file, "
                                f"found {type(X).__name__}; wrap arrays with dask.array.from_array")
-    X = X.rechunk({i: -1 for i in range(1, X.ndim)})
+    X = X.rechunk({i: -1 for i in range(1, X.ndim)})  # type: ignore[no-untyped-call]
     cast_to = _check_dtype(g, X.dtype, cast)
     row_shape, out_dtype = output_spec(g, np.zeros((1,) + X.shape[1:], cast_to or X.dtype), output)
     shape: tuple[int, ...] = () if labels else row_shape
@@ -154,9 +153,10 @@ def _from_file(g: Graph, path: str, shape: tuple[int, ...], dtype: np.dtype[Any]
     bs = batch_size or (default_batch_size(g, probe, output) if n else 1)
     rows = tuple(min(bs, n - s) for s in range(0, n, bs)) or (0,)
     kind = np.dtype(np.int64) if labels else out_dtype
-    return da.map_blocks(_file_block, path, blob, digest, output, bs, cast_to, labels,
-                         chunks=(rows,) + tuple((k,) for k in out_shape), dtype=kind,
-                         meta=np.empty((0,) * (1 + len(out_shape)), kind))
+    return da.map_blocks(  # type: ignore[no-untyped-call]
+        _file_block, path, blob, digest, output, bs, cast_to, labels,
+        chunks=(rows,) + tuple((k,) for k in out_shape), dtype=kind,
+        meta=np.empty((0,) * (1 + len(out_shape)), kind))
 
 
 def predict_to_npy(graph: Graph | str | os.PathLike[str], X: Any, out: str | os.PathLike[str],

@@ -20,7 +20,7 @@ import itertools
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +34,7 @@ from graphexec.train import accuracy, fit
 __all__ = ["SweepResult", "grid_points", "run_point", "sweep"]
 
 Builder = Callable[..., Graph]
-Source = Union[bytes, Builder]  # what a worker gets: the file's bytes, or the builder call
+Source = bytes | Builder  # what a worker gets: the file's bytes, or the builder call
 FIT_KEYS = frozenset(k for k, p in inspect.signature(fit).parameters.items()
                      if p.kind is p.KEYWORD_ONLY) - {"optimizer"}
 OPTIM_KEYS = frozenset(k for cls in OPTIMIZERS.values()
@@ -134,7 +134,7 @@ def run_point(source: Source, X: np.ndarray, y: np.ndarray, options: Mapping[str
     builder = None if isinstance(source, (bytes, bytearray)) else source
     fit_kw, opt_kw, build_kw = _split({**options, **point},
                                       _builder_keys(builder) if builder else frozenset())
-    g = loads(source) if builder is None else builder(**build_kw)
+    g = builder(**build_kw) if builder is not None else loads(bytes(source))  # type: ignore[arg-type]
     optimizer = _optimizer(g, opt_kw)
     if optimizer is not None:
         fit_kw["optimizer"] = optimizer
