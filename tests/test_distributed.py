@@ -191,3 +191,11 @@ def test_cli_unreachable_scheduler_is_one_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: cannot reach the Dask scheduler at")
     assert err.count("\n") == 1 and not (tmp_path / "y.npy").exists()
+
+
+def test_hygiene_problems_name_dask_malloc_setting(client, monkeypatch):
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # in-process workers: this environment
+    problems = gd.hygiene_problems(client)
+    assert any(p.startswith("Dask workers have MALLOC_TRIM_THRESHOLD_=65536") for p in problems)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    assert not any("MALLOC" in p for p in gd.hygiene_problems(client))

@@ -10,9 +10,12 @@ by path). Also the ``--workers`` / ``--scheduler`` flags of ``graphexec sweep``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import sys
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -20,6 +23,7 @@ import numpy as np
 import graphexec as gx
 from graphexec import nn
 from graphexec.cli.common import UsageError
+from graphexec.errors import printable
 from graphexec.graph import Graph
 from graphexec.inference import (
     NpyWriter,
@@ -44,6 +48,21 @@ def add_cluster_flags(p: argparse.ArgumentParser) -> None:
                        help="run on the Dask scheduler at ADDR, e.g. tcp://127.0.0.1:8786")
 
 
+@contextlib.contextmanager
+def _client(args: argparse.Namespace) -> Iterator[Any]:
+    """The Dask client the flags ask for; its warnings (worker hygiene) as ``warning:`` lines."""
+    from graphexec import distributed
+
+    with contextlib.ExitStack() as stack:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            client = stack.enter_context(distributed.connect(workers=args.workers,
+                                                             scheduler=args.scheduler))
+        for w in caught:
+            print(f"warning: {printable(' '.join(str(w.message).split()))}", file=sys.stderr)
+        yield client
+
+
 def _wants_cluster(args: argparse.Namespace) -> bool:
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers expects a number of processes >= 1, got {args.workers}")
@@ -63,7 +82,7 @@ def sweep_graphs(args: argparse.Namespace, hidden: list[int], regs: list[float],
                                 dtype=args.dtype)
     grid: dict[str, list[Any]] = {"sizes": [[X.shape[1], h, n_classes] for h in hidden],
                                   "reg": list(regs)}
-    with distributed.connect(workers=args.workers, scheduler=args.scheduler) as client:
+    with _client(args) as client:
         results = distributed.sweep(builder, grid, X, y, client=client, epochs=args.epochs,
                                     batch_size=args.batch_size, optimizer=args.optimizer,
                                     lr=args.lr, seed=args.seed)
@@ -118,7 +137,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if _wants_cluster(args):
             from graphexec import distributed
 
-            with distributed.connect(workers=args.workers, scheduler=args.scheduler) as client:
+            with _client(args) as client:
                 distributed.predict_to_npy(g, os.path.abspath(args.input), args.out,
                                            client=client, output=args.output, batch_size=bs,
                                            labels=args.labels, cast=True,

@@ -8,7 +8,8 @@ thread each, glibc's adaptive malloc left on). See ``docs/distributed.md``.
 * :func:`sweep` — every point of a grid trained by ``gx.fit`` on the workers;
 * :func:`predict` — ``gx.predict`` over a Dask array or a ``.npy`` file, chunk by chunk;
 * :func:`local_cluster`, :func:`connect` — clients with the right worker environment;
-* :func:`worker_report` — what a worker's environment is (``client.run(worker_report)``).
+* :func:`worker_report`, :func:`hygiene_problems` — what a worker's environment is, and what
+  is wrong with it (connecting to a scheduler warns about it).
 """
 
 from graphexec.distributed._cluster import (
@@ -16,6 +17,7 @@ from graphexec.distributed._cluster import (
     WORKER_ENV,
     DistributedError,
     connect,
+    hygiene_problems,
     local_cluster,
     worker_report,
 )
@@ -29,6 +31,7 @@ __all__ = [
     "SweepResult",
     "connect",
     "grid_points",
+    "hygiene_problems",
     "local_cluster",
     "predict",
     "predict_to_npy",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -115,7 +116,27 @@ def connect(client: Any = None, *, workers: int | None = None,
                                "expected an address such as tcp://127.0.0.1:8786 of a running "
                                "`dask scheduler`") from e
     with remote:
+        for problem in hygiene_problems(remote):
+            warnings.warn(problem, stacklevel=3)
         yield remote
+
+
+def hygiene_problems(client: Any) -> list[str]:
+    """What is wrong with the workers' environment for graphexec (see the module docstring),
+    one line per kind of problem; empty when every worker is fine."""
+    reports = client.run(worker_report).values()
+    problems = []
+    trim = sorted({r["MALLOC_TRIM_THRESHOLD_"] for r in reports if r["MALLOC_TRIM_THRESHOLD_"]})
+    if trim:
+        problems.append(f"Dask workers have MALLOC_TRIM_THRESHOLD_={', '.join(trim)}, which "
+                        "costs page faults on every activation (sweeps ran at 0.4-0.7x of "
+                        "serial); start them with `dask worker --no-nanny` from a shell without it")
+    many = [r for r in reports if r["blas_threads"] and max(r["blas_threads"]) > 1]
+    if many:
+        problems.append(f"{len(many)} Dask worker(s) run several BLAS threads; set "
+                        "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 before "
+                        "starting them")
+    return problems
 
 
 def worker_report() -> dict[str, Any]:

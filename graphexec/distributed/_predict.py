@@ -86,7 +86,7 @@ def _check_dtype(g: Graph, dtype: np.dtype[Any], cast: bool) -> str | None:
 
 def _prepare(graph: Graph | str | os.PathLike[str]) -> tuple[Graph, Any, str]:
     """The graph here, and its bytes as one delayed value (sent once per worker) + digest."""
-    from dask import delayed
+    from dask.delayed import delayed
 
     g = graph if isinstance(graph, Graph) else load(graph)
     blob = dumps(g)
@@ -117,7 +117,7 @@ def predict(graph: Graph | str | os.PathLike[str], X: Any, output: str = "scores
     """
     require()
     import dask.array as da
-    from dask import delayed
+    from dask.delayed import delayed
 
     g, blob, digest = _prepare(graph)
     if isinstance(X, (str, os.PathLike)):
