@@ -10,7 +10,7 @@ trained file is byte-identical to the serial one.
 
 On a machine shared with other jobs the wall-clock ratios mostly measure the neighbours, so the
 benchmark also reports what load does not change: each contender's CPU seconds and minor page
-faults (``getrusage`` of this process, or of the worker processes), and the speed-up the same
+faults (``getrusage`` of the thread running the serial sweep, or of the worker processes), and the speed-up the same
 CPU work would give on idle cores: the 1-thread serial CPU time over the busiest worker's.
 
 Usage: python benchmarks/bench_distributed.py [--rounds 3] [--epochs 3] [--dask-default]
@@ -67,8 +67,8 @@ def blas_threads(n: int | None) -> Iterator[None]:
 def usage(client: Any) -> tuple[float, int, float]:
     """(CPU seconds, minor page faults, busiest process's CPU seconds) so far: of the workers
     for a client, else of this process. Load on the machine does not change these."""
-    if client is None:
-        ru = [resource.getrusage(resource.RUSAGE_SELF)]
+    if client is None:  # this thread only: the clusters' event loops live in this process too
+        ru = [resource.getrusage(getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF))]
     else:
         ru = list(client.run(resource.getrusage, resource.RUSAGE_SELF).values())
     cpu = [r.ru_utime + r.ru_stime for r in ru]
