@@ -159,7 +159,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("predict", help="run a trained graph over a .npy file of rows, into a "
                        ".npy file", description="Run FILE's output over the rows of --input "
                        "(memory-mapped, a chunk at a time) and write them to -o atomically.")
-    p.add_argument("file")
+    p.add_argument("file", help="the trained graph (.gx)")
     p.add_argument("--input", required=True, metavar="X.npy", help="rows for input 'x'")
     p.add_argument("-o", "--out", required=True, metavar="OUT.npy", help="output .npy file")
     p.add_argument("--output", default="scores", help="graph output to compute (default scores)")
