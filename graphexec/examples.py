@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphexec import nn
+from graphexec.training import nn
 from graphexec.builder import GraphBuilder
-from graphexec.checkpoint import TrainSpec
+from graphexec.training.checkpoint import TrainSpec
 from graphexec.graph import Graph, Training
-from graphexec.optim import Adam
+from graphexec.training.optim import Adam
 
 __all__ = [
     "add_mul",
@@ -87,8 +87,8 @@ def digits_mlp(*, train: bool = True) -> Graph:
     training part of the seed-0 80/20 split, keeping the epoch with the best validation accuracy.
     Needs scikit-learn (the digits are bundled in it).
     """
-    from graphexec.data import digits
-    from graphexec.train import fit
+    from graphexec.training.data import digits
+    from graphexec.training.train import fit
 
     g = nn.mlp([64, 100, 10], activation="relu", loss="softmax", reg=1e-4, seed=0,
                name="digits_mlp")
