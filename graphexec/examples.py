@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphexec.training import nn
 from graphexec.builder import GraphBuilder
-from graphexec.training.checkpoint import TrainSpec
 from graphexec.graph import Graph, Training
+from graphexec.training import nn
+from graphexec.training.checkpoint import TrainSpec
 from graphexec.training.optim import Adam
 
 __all__ = [

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from graphexec.training.checkpoint import History
 from graphexec.errors import GraphexecError
 from graphexec.fileformat.atomic import atomic_write
 from graphexec.graph import Graph
+from graphexec.training.checkpoint import History
 from graphexec.training.train import predict
 
 __all__ = ["Panel", "PlotError", "check_target", "decision_boundaries", "training_curves"]

@@ -6,13 +6,14 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import MODELS
 
 import graphexec as gx
 from graphexec import nn
 from graphexec.cli.main import main
 from graphexec.data import spiral
 from graphexec.train import accuracy
+
+from conftest import MODELS
 
 SPIRAL = str(MODELS / "spiral_mlp.gx")
 

@@ -9,6 +9,7 @@ import pytest
 
 import graphexec as gx
 from graphexec.cli.main import main
+from graphexec.graph import NodeDef, make_graph
 from graphexec.examples import seed_models
 
 from conftest import MODELS
@@ -30,12 +31,19 @@ def test_add_mul_forward_backward():
 
 
 def test_add_mul_intermediate_q_and_its_gradient():
+    """q = x + y = 3 on the way forward; dq = z = -4 on the way back, copied by the add gate to
+    x and y. q is read from the shipped graph itself, given an output on its node."""
     g = gx.load(MODELS / "add_mul.gx")
-    ex = gx.Executor(g)
+    assert [(n.name, n.op, list(n.inputs)) for n in g.nodes][0] == ("q", "add", ["x", "y"])
+    defs = [NodeDef(n.name, n.op, n.inputs, dict(n.attrs), n.version) for n in g.nodes]
+    ex = gx.Executor(make_graph(g.name, g.input_decls, g.params, defs, {**g.output_map, "q": "q"}))
+    out = ex.forward(x=-2.0, y=5.0, z=-4.0)
+    assert (out["q"], out["f"]) == (3.0, -12.0)
+    dq = ex.backward({"f": 1.0, "q": 0.0})  # seed only f: what flows into q is z
+    assert (dq["x"], dq["y"], dq["z"]) == (-4.0, -4.0, 3.0)
     ex.forward(x=-2.0, y=5.0, z=-4.0)
-    # dq: the gradient flowing into q = x + y is z = -4; the add gate distributes it to x and y
-    grads = ex.backward({"f": 1.0})
-    assert grads["x"] == grads["y"] == -4.0
+    only_q = ex.backward({"f": 0.0, "q": 1.0})  # dq/dx = dq/dy = 1, and z does not touch q
+    assert (only_q["x"], only_q["y"], only_q["z"]) == (1.0, 1.0, 0.0)
 
 
 def test_add_mul_sum_dl_da_is_one():

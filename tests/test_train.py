@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from conftest import MODELS
 
 import graphexec as gx
 from graphexec.cli.main import main
@@ -10,6 +9,8 @@ from graphexec.data import digits, spiral
 from graphexec.examples import digits_mlp
 from graphexec.optim import SGD, Adam, StepDecay
 from graphexec.train import EpochEnd, TrainingError, accuracy, confusion_matrix
+
+from conftest import MODELS
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ import shlex
 import sys
 from dataclasses import dataclass
 
-from graphexec.training.checkpoint import TrainSpec, read_state
 from graphexec.cli.common import UsageError, emit_json
 from graphexec.errors import GraphexecError
 from graphexec.fileformat import read_header
 from graphexec.graph import Graph
+from graphexec.training.checkpoint import TrainSpec, read_state
 from graphexec.training.optim import Optimizer
 from graphexec.training.train import DEFAULTS, EpochEnd
 

@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 
 import graphexec as gx
-from graphexec.training import nn
-from graphexec.training.checkpoint import History, TrainSpec, read_spec
 from graphexec.cli.common import UsageError, emit_json
 from graphexec.cli.resume import Tracker, check_resume, interrupted, total_epochs
-from graphexec.training.data import load_dataset
 from graphexec.graph import Graph, Training
-from graphexec.training.optim import OPTIMIZERS, Optimizer, make_optimizer
 from graphexec.plots import check_target
+from graphexec.training import nn
+from graphexec.training.checkpoint import History, TrainSpec, read_spec
+from graphexec.training.data import load_dataset
+from graphexec.training.optim import OPTIMIZERS, Optimizer, make_optimizer
 from graphexec.training.train import DEFAULTS as FIT_DEFAULTS
 from graphexec.training.train import EpochEnd, accuracy, confusion_matrix, fit, has_tqdm
 

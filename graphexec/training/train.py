@@ -35,9 +35,9 @@ from graphexec.training.checkpoint import (
     to_training,
 )
 from graphexec.training.checks import count
-from graphexec.training.progress import has_tqdm, progress_bar, summary
 from graphexec.training.nn import get_reg
 from graphexec.training.optim import Optimizer, make_optimizer
+from graphexec.training.progress import has_tqdm, progress_bar, summary
 from graphexec.training.schedules import Schedule, make_schedule
 
 __all__ = ["DEFAULTS", "EpochEnd", "History", "TrainingError", "accuracy", "confusion_matrix", "fit",
