@@ -23,6 +23,7 @@ _LAZY = {
     "data": ("graphexec.training.data", None),
     "testing": ("graphexec.testing", None),
     "draw": ("graphexec.draw", None),
+    "examples": ("graphexec.examples", None),
     "fit": ("graphexec.training.train", "fit"),
     "predict": ("graphexec.training.train", "predict"),
     "History": ("graphexec.training.train", "History"),

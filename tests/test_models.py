@@ -1,5 +1,6 @@
 """The lecture's worked examples, from the shipped files, to 1e-12 (seed README sections 2-5)."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -10,9 +11,19 @@ import pytest
 import graphexec as gx
 from graphexec.cli.main import main
 from graphexec.graph import NodeDef, make_graph
-from graphexec.examples import seed_models
 
-from conftest import MODELS
+from conftest import MODELS, ROOT
+
+
+def _recipes():
+    """scripts/model_recipes.py, loaded by path (it is a script's helper, not in the package)."""
+    spec = importlib.util.spec_from_file_location("model_recipes", ROOT / "scripts" / "model_recipes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+seed_models = _recipes().seed_models
 
 TOL = dict(rtol=1e-12, atol=1e-12)
 
@@ -111,3 +122,22 @@ def test_cli_sigmoid_neuron_subprocess():
     res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
     np.testing.assert_allclose(res["outputs"]["f"], 0.7310585786300049, **TOL)
     np.testing.assert_allclose(res["grads"]["w0"], -0.19661193324148185, **TOL)
+
+
+def test_shipped_models_load_from_anywhere(tmp_path, monkeypatch):
+    """Before: gx.load("models/add_mul.gx") worked only from the repository's root."""
+    monkeypatch.chdir(tmp_path)
+    assert gx.examples.names() == sorted(p.stem for p in MODELS.glob("*.gx"))
+    g = gx.examples.load("add_mul")
+    assert gx.run(g, x=-2.0, y=5.0, z=-4.0)["f"] == -12.0
+    for name in gx.examples.names():  # one copy of the bytes: the package's are the repo's
+        assert gx.examples.read_bytes(name) == (MODELS / f"{name}.gx").read_bytes()
+    assert gx.examples.read_bytes("wx_norm.gx") == (MODELS / "wx_norm.gx").read_bytes()
+    with pytest.raises(gx.GraphexecError, match=r"no shipped model 'nope'; expected one of \['add_mul'"):
+        gx.examples.load("nope")
+
+
+def test_the_library_does_not_import_the_recipes():
+    code = "import sys, graphexec as gx; gx.examples.load('add_mul'); print('model_recipes' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "False"

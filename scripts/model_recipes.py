@@ -1,4 +1,6 @@
-"""The lecture's worked examples as graphs; ``scripts/make_models.py`` writes them to ``models/``.
+"""Recipes of the shipped models: the lecture's worked examples as graphs, and the nets that
+``scripts/make_models.py`` writes to ``models/`` (a script's helper, not part of the library:
+``gx.examples.load(name)`` reads the shipped files).
 
 :func:`seed_models` are rebuilt byte for byte by the tests. :func:`trained_models` come out of a
 training run, whose last bits may depend on the BLAS library, so they are tested with a tolerance.
