@@ -64,10 +64,14 @@ def _interval(kind: Any) -> str:
     low, high, left, right = -math.inf, math.inf, "(", ")"
     for m in getattr(kind, "__metadata__", ()):
         for c in getattr(m, "metadata", [m]):
-            if isinstance(c, (Gt, Ge)):
-                low, left = float(c.gt if isinstance(c, Gt) else c.ge), "(" if isinstance(c, Gt) else "["
-            elif isinstance(c, (Lt, Le)):
-                high, right = float(c.lt if isinstance(c, Lt) else c.le), ")" if isinstance(c, Lt) else "]"
+            if isinstance(c, Gt):
+                low, left = float(c.gt), "("  # type: ignore[arg-type]
+            elif isinstance(c, Ge):
+                low, left = float(c.ge), "["  # type: ignore[arg-type]
+            elif isinstance(c, Lt):
+                high, right = float(c.lt), ")"  # type: ignore[arg-type]
+            elif isinstance(c, Le):
+                high, right = float(c.le), "]"  # type: ignore[arg-type]
     return f"{left}{low:g}, {high:g}{right}"
 
 
