@@ -9,7 +9,8 @@
 =============  ===========================================================================
 ``nn``         layers, activations, losses and ``mlp`` on top of the graph builder
 ``data``       spiral, digits, ``.npz`` and CIFAR-10 files as ``(X, y)`` arrays
-``optim``      update rules ``(w, dw, state)`` and the optimiser classes around them
+``rules``      update rules ``(w, dw, state)``, pure math in place
+``optim``      the optimiser classes around the rules
 ``schedules``  learning rate per epoch
 ``train``      ``fit``: batching, epochs, history, best parameters, checkpoints
 ``checkpoint`` the training section of a ``.gx`` file (spec and run state)
