@@ -18,14 +18,15 @@ __version__ = "0.1.0"
 
 # Heavier parts load on first use, so that `import graphexec` stays fast.
 _LAZY = {
-    "nn": ("graphexec.nn", None),
-    "optim": ("graphexec.optim", None),
-    "data": ("graphexec.data", None),
+    "nn": ("graphexec.training.nn", None),
+    "optim": ("graphexec.optim", None),  # optimisers and schedules, as in 0.1
+    "data": ("graphexec.training.data", None),
     "testing": ("graphexec.testing", None),
     "draw": ("graphexec.draw", None),
-    "fit": ("graphexec.train", "fit"),
-    "predict": ("graphexec.train", "predict"),
-    "History": ("graphexec.train", "History"),
+    "examples": ("graphexec.examples", None),
+    "fit": ("graphexec.training.train", "fit"),
+    "predict": ("graphexec.training.train", "predict"),
+    "History": ("graphexec.training.train", "History"),
     "view": ("graphexec.viewer", "view"),
 }
 

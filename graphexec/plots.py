@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from graphexec.checkpoint import History
 from graphexec.errors import GraphexecError
 from graphexec.fileformat.atomic import atomic_write
 from graphexec.graph import Graph
-from graphexec.train import predict
+from graphexec.training.checkpoint import History
+from graphexec.training.train import predict
 
 __all__ = ["Panel", "PlotError", "check_target", "decision_boundaries", "training_curves"]
 

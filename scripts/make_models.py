@@ -11,8 +11,9 @@ from __future__ import annotations
 import pathlib
 import sys
 
+from model_recipes import digits_mlp, seed_models, trained_models
+
 import graphexec as gx
-from graphexec.examples import digits_mlp, seed_models, trained_models
 
 
 def main(out: str = "models") -> int:

@@ -9,10 +9,11 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import MODELS
 
 import graphexec as gx
 from graphexec.cli.main import build_parser, main
+
+from conftest import MODELS
 
 
 def test_info_json(capsys):
@@ -244,11 +245,38 @@ def test_closed_pipe_exits_quietly():
 
 
 def test_ctrl_c_on_any_verb_is_one_line_exit_130(monkeypatch, capsys):
-    import graphexec.cli.main as cli_main
+    import graphexec.cli.inspect as cli_inspect
 
     def interrupted(path):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli_main, "read_header", interrupted)
+    monkeypatch.setattr(cli_inspect, "read_header", interrupted)
     assert main(["info", str(MODELS / "add_mul.gx")]) == 130
     assert capsys.readouterr().err == "interrupted\n"
+
+
+def _bytes_read() -> int:
+    with open("/proc/self/io") as f:  # rchar: bytes this process got from read() calls
+        return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs Linux /proc/self/io")
+def test_info_reads_only_the_header(tmp_path, capsys):
+    """``info`` on a 32 MB file reads a few kilobytes: its header, never the tensor bytes. (Before,
+    this was only claimed: a header read that loaded every byte passed the old test.)"""
+    b = gx.GraphBuilder("big")
+    x = b.input("x", shape=(None, 1000))
+    b.output(b.op("matmul", x, b.param("W", np.zeros((4000, 1000)).T.copy())), "y")
+    path = tmp_path / "big.gx"
+    gx.save(b.build(), path)
+    size = path.stat().st_size
+    assert size > 32_000_000
+    assert main(["info", str(path), "--json"]) == 0  # once first: imports read files too
+    capsys.readouterr()
+    before = _bytes_read()
+    assert main(["info", str(path), "--json"]) == 0
+    read = _bytes_read() - before
+    assert json.loads(capsys.readouterr().out)["parameters"] == 4_000_000
+    assert read < size // 100, f"info read {read} of {size} bytes"
+    assert main(["run", str(path), "-i", "x=[[0.0]]", "--json"]) == 2  # the loader does read
+    assert _bytes_read() - before > size  # (so the counter sees a full read)

@@ -36,12 +36,17 @@ def installed(monkeypatch, *fakes):
 
 
 def test_listing_text_and_json(capsys):
+    declared = sorted(ep.name for ep in importlib.metadata.distribution("graphexec").entry_points
+                      if ep.group == "graphexec.gates")  # one line per built-in gate, no more
+    assert len(declared) >= 24
     assert main(["gates"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 24 and out[0].split()[:3] == ["add", "v1", "graphexec"]
+    assert [line.split()[0] for line in out] == declared
+    assert out[0].split()[:3] == ["add", "v1", "graphexec"]
     assert main(["gates", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"gates", "broken", "conflicts"} and len(data["gates"]) == 24
+    assert set(data) == {"gates", "broken", "conflicts"}
+    assert [g["op"] for g in data["gates"]] == declared
     assert main(["gates", "--strict"]) == 0
 
 

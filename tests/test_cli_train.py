@@ -6,13 +6,14 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import MODELS
 
 import graphexec as gx
 from graphexec import nn
 from graphexec.cli.main import main
 from graphexec.data import spiral
 from graphexec.train import accuracy
+
+from conftest import MODELS
 
 SPIRAL = str(MODELS / "spiral_mlp.gx")
 
@@ -134,7 +135,7 @@ def test_train_then_run_for_real(tmp_path):
 # ---------------------------------------------------------------------------- Ctrl-C and resume
 def _interrupt_at(monkeypatch, epoch):
     """Make the trainer raise KeyboardInterrupt when it starts epoch ``epoch`` (1-based)."""
-    import graphexec.train as train_mod
+    import graphexec.training.train as train_mod
 
     real = train_mod._train_epoch
 
@@ -177,7 +178,7 @@ def test_ctrl_c_before_the_first_checkpoint(tmp_path, capsys, monkeypatch):
 
 def test_ctrl_c_subprocess_no_traceback(tmp_path):
     """For real: a SIGINT-free KeyboardInterrupt raised inside the trainer of a child process."""
-    code = ("import sys, graphexec.train as t\n"
+    code = ("import sys, graphexec.training.train as t\n"
             "real = t._train_epoch\n"
             "def step(ex, g, run_, data, state, bar):\n"
             "    if state.epoch == 1: raise KeyboardInterrupt\n"
@@ -240,3 +241,35 @@ def test_train_json_is_one_result_object(tmp_path, capsys):
     assert res["best_epoch"] == g.training.state["best.epoch"]
     assert main(["train", SPIRAL, "--data", "nope", "--json"]) == 2
     assert json.loads(capsys.readouterr().out)["error"].startswith("unknown dataset 'nope'")
+
+
+@pytest.fixture
+def scratch_optimizer():
+    """A new optimiser defined the way a contributor would: its rule and its class, nothing else."""
+    from graphexec.training.optim import OPTIMIZERS, Optimizer, sgd_step
+
+    class HalfSGD(Optimizer):
+        """Plain SGD at half the learning rate."""
+
+        name, state_names, default_lr = "half_sgd", (), 0.2
+
+        def hyperparams(self):
+            return {"lr": self.lr}
+
+        def _update(self, w, dw, state):
+            sgd_step(w, dw, state, lr=self.lr / 2)
+
+    yield HalfSGD
+    del OPTIMIZERS["half_sgd"]
+
+
+def test_a_new_optimizer_trains_from_the_cli_with_its_own_default_lr(tmp_path, capsys,
+                                                                      scratch_optimizer):
+    """Before: a DEFAULT_LR table in the CLI, and a KeyError traceback for a new optimiser."""
+    out = tmp_path / "o.gx"
+    assert main(["train", SPIRAL, "--data", "spiral", "-o", str(out), "--epochs", "1",
+                 "--optimizer", "half_sgd", "--no-progress"]) == 0
+    spec = gx.load(out).training.spec
+    assert (spec["optimizer"], spec["optimizer.lr"]) == ("half_sgd", 0.2)
+    main(["train", "--help"])
+    assert "half_sgd 0.2" in capsys.readouterr().out

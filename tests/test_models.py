@@ -1,5 +1,6 @@
 """The lecture's worked examples, from the shipped files, to 1e-12 (seed README sections 2-5)."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -9,9 +10,20 @@ import pytest
 
 import graphexec as gx
 from graphexec.cli.main import main
-from graphexec.examples import seed_models
+from graphexec.graph import NodeDef, make_graph
 
-from conftest import MODELS
+from conftest import MODELS, ROOT
+
+
+def _recipes():
+    """scripts/model_recipes.py, loaded by path (it is a script's helper, not in the package)."""
+    spec = importlib.util.spec_from_file_location("model_recipes", ROOT / "scripts" / "model_recipes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+seed_models = _recipes().seed_models
 
 TOL = dict(rtol=1e-12, atol=1e-12)
 
@@ -30,12 +42,19 @@ def test_add_mul_forward_backward():
 
 
 def test_add_mul_intermediate_q_and_its_gradient():
+    """q = x + y = 3 on the way forward; dq = z = -4 on the way back, copied by the add gate to
+    x and y. q is read from the shipped graph itself, given an output on its node."""
     g = gx.load(MODELS / "add_mul.gx")
-    ex = gx.Executor(g)
+    assert [(n.name, n.op, list(n.inputs)) for n in g.nodes][0] == ("q", "add", ["x", "y"])
+    defs = [NodeDef(n.name, n.op, n.inputs, dict(n.attrs), n.version) for n in g.nodes]
+    ex = gx.Executor(make_graph(g.name, g.input_decls, g.params, defs, {**g.output_map, "q": "q"}))
+    out = ex.forward(x=-2.0, y=5.0, z=-4.0)
+    assert (out["q"], out["f"]) == (3.0, -12.0)
+    dq = ex.backward({"f": 1.0, "q": 0.0})  # seed only f: what flows into q is z
+    assert (dq["x"], dq["y"], dq["z"]) == (-4.0, -4.0, 3.0)
     ex.forward(x=-2.0, y=5.0, z=-4.0)
-    # dq: the gradient flowing into q = x + y is z = -4; the add gate distributes it to x and y
-    grads = ex.backward({"f": 1.0})
-    assert grads["x"] == grads["y"] == -4.0
+    only_q = ex.backward({"f": 0.0, "q": 1.0})  # dq/dx = dq/dy = 1, and z does not touch q
+    assert (only_q["x"], only_q["y"], only_q["z"]) == (1.0, 1.0, 0.0)
 
 
 def test_add_mul_sum_dl_da_is_one():
@@ -103,3 +122,22 @@ def test_cli_sigmoid_neuron_subprocess():
     res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
     np.testing.assert_allclose(res["outputs"]["f"], 0.7310585786300049, **TOL)
     np.testing.assert_allclose(res["grads"]["w0"], -0.19661193324148185, **TOL)
+
+
+def test_shipped_models_load_from_anywhere(tmp_path, monkeypatch):
+    """Before: gx.load("models/add_mul.gx") worked only from the repository's root."""
+    monkeypatch.chdir(tmp_path)
+    assert gx.examples.names() == sorted(p.stem for p in MODELS.glob("*.gx"))
+    g = gx.examples.load("add_mul")
+    assert gx.run(g, x=-2.0, y=5.0, z=-4.0)["f"] == -12.0
+    for name in gx.examples.names():  # one copy of the bytes: the package's are the repo's
+        assert gx.examples.read_bytes(name) == (MODELS / f"{name}.gx").read_bytes()
+    assert gx.examples.read_bytes("wx_norm.gx") == (MODELS / "wx_norm.gx").read_bytes()
+    with pytest.raises(gx.GraphexecError, match=r"no shipped model 'nope'; expected one of \['add_mul'"):
+        gx.examples.load("nope")
+
+
+def test_the_library_does_not_import_the_recipes():
+    code = "import sys, graphexec as gx; gx.examples.load('add_mul'); print('model_recipes' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "False"

@@ -176,8 +176,9 @@ def test_helpers_compose_other_architectures():
     ({"sizes": [3, 0, 2]}, "sizes must be [D, ..., C]"),
     ({"sizes": [3, 2], "activation": "swish"}, "unknown activation 'swish'; use one of ['elu', "),
     ({"sizes": [3, 2], "loss": "hinge"}, "unknown loss 'hinge'; use one of ['softmax', 'svm']"),
-    ({"sizes": [3, 2], "reg": -1.0}, "reg must be a finite number >= 0, got -1.0"),
-    ({"sizes": [3, 2], "reg": float("nan")}, "reg must be a finite number >= 0, got nan"),
+    ({"sizes": [3, 2], "reg": -1.0}, "reg=-1.0 is out of range: must be in [0, inf)"),
+    ({"sizes": [3, 2], "reg": float("nan")}, "reg=nan is out of range: must be in [0, inf)"),
+    ({"sizes": [3, 2], "reg": True}, "reg must be a number in [0, inf), got True"),
     ({"sizes": [3, 2], "dtype": "int64"}, "mlp needs a float dtype ('float32' or 'float64')"),
 ])
 def test_bad_arguments_are_refused_with_a_clear_message(kwargs, message):

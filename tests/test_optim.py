@@ -340,3 +340,20 @@ def test_schedule_config_round_trip(sched: StepDecay | ExponentialDecay) -> None
 def test_bad_schedules_raise_optim_error(make: Callable[[], Any]) -> None:
     with pytest.raises(OptimError):
         make()
+
+
+def test_from_config_on_a_subclass_builds_that_subclass_only() -> None:
+    """Before: ``SGD.from_config("adam", ...)`` ignored ``cls`` and returned an Adam."""
+    assert type(SGD.from_config("sgd", {"lr": 0.1})) is SGD
+    with pytest.raises(OptimError, match="config is for optimiser 'adam', not 'sgd'"):
+        SGD.from_config("adam", {"lr": 0.1})
+    assert type(Optimizer.from_config("adam", {"lr": 0.1})) is Adam
+
+
+def test_every_optimizer_has_its_own_default_lr() -> None:
+    from graphexec.training.optim import OPTIMIZERS
+
+    assert {n: c.default_lr for n, c in OPTIMIZERS.items()} == {
+        "sgd": 1e-2, "rmsprop": 1e-3, "adam": 1e-3}
+    for cls in OPTIMIZERS.values():
+        assert cls(lr=cls.default_lr).lr == cls.default_lr

@@ -5,13 +5,14 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import MODELS
 
 import graphexec as gx
 from graphexec.checkpoint import History
 from graphexec.cli.main import main
 from graphexec.data import spiral
 from graphexec.plots import Panel, PlotError, decision_boundaries, training_curves
+
+from conftest import MODELS
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

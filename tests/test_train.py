@@ -1,15 +1,28 @@
 """gx.fit / gx.predict: accuracy on the lecture's problems, resume bit for bit, errors."""
 
+import importlib.util
+
 import numpy as np
 import pytest
-from conftest import MODELS
 
 import graphexec as gx
 from graphexec.cli.main import main
 from graphexec.data import digits, spiral
-from graphexec.examples import digits_mlp
 from graphexec.optim import SGD, Adam, StepDecay
 from graphexec.train import EpochEnd, TrainingError, accuracy, confusion_matrix
+
+from conftest import MODELS, ROOT
+
+
+def _recipes():
+    """scripts/model_recipes.py, loaded by path (it is a script's helper, not in the package)."""
+    spec = importlib.util.spec_from_file_location("model_recipes", ROOT / "scripts" / "model_recipes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+digits_mlp = _recipes().digits_mlp
 
 
 @pytest.fixture(scope="module")

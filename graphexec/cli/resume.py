@@ -8,13 +8,13 @@ import shlex
 import sys
 from dataclasses import dataclass
 
-from graphexec.checkpoint import TrainSpec, read_state
 from graphexec.cli.common import UsageError, emit_json
 from graphexec.errors import GraphexecError
 from graphexec.fileformat import read_header
 from graphexec.graph import Graph
-from graphexec.optim import Optimizer
-from graphexec.train import DEFAULTS, EpochEnd
+from graphexec.training.checkpoint import TrainSpec, read_state
+from graphexec.training.optim import Optimizer
+from graphexec.training.train import DEFAULTS, EpochEnd
 
 __all__ = ["Tracker", "check_resume", "interrupted", "total_epochs"]
 

@@ -15,22 +15,20 @@ from typing import Any
 import numpy as np
 
 import graphexec as gx
-from graphexec import nn
-from graphexec.checkpoint import History, TrainSpec, read_spec
 from graphexec.cli.common import UsageError, emit_json
 from graphexec.cli.predict import add_cluster_flags, sweep_graphs
 from graphexec.cli.resume import Tracker, check_resume, interrupted, total_epochs
-from graphexec.data import load_dataset
 from graphexec.graph import Graph, Training
-from graphexec.optim import OPTIMIZERS, Optimizer, make_optimizer
 from graphexec.plots import check_target
-from graphexec.train import DEFAULTS as FIT_DEFAULTS
-from graphexec.train import EpochEnd, accuracy, confusion_matrix, fit, has_tqdm
+from graphexec.training import nn
+from graphexec.training.checkpoint import History, TrainSpec, read_spec
+from graphexec.training.data import load_dataset
+from graphexec.training.optim import OPTIMIZERS, Optimizer, make_optimizer
+from graphexec.training.train import DEFAULTS as FIT_DEFAULTS
+from graphexec.training.train import EpochEnd, accuracy, confusion_matrix, fit, has_tqdm
 
 __all__ = ["register"]
 
-#: Learning rates used when --optimizer names an optimiser the file's spec does not configure.
-DEFAULT_LR = {"sgd": 1e-2, "rmsprop": 1e-3, "adam": FIT_DEFAULTS["lr"]}
 DEFAULTS = {**FIT_DEFAULTS, "val_split": 0.2, "data_seed": 0}
 DATA_HELP = "spiral, digits, a .npz file with arrays x and y, or CIFAR-10 binary .bin file(s)"
 
@@ -69,9 +67,14 @@ def _csv(text: str, kind: type, flag: str) -> list[Any]:
 def _optimizer(args: argparse.Namespace, stored: TrainSpec) -> Optimizer | None:
     """The optimiser the flags ask for, or None to let fit use the file's spec (or Adam)."""
     if args.optimizer is None and args.lr is None and args.momentum is None:
-        return None if stored.optimizer is not None else make_optimizer("adam", lr=DEFAULT_LR["adam"])
-    name = args.optimizer or stored.optimizer or "adam"
-    hyper = dict(stored.hyperparams) if name == stored.optimizer else {"lr": DEFAULT_LR[name]}
+        return None if stored.optimizer is not None else make_optimizer(
+            FIT_DEFAULTS["optimizer"], lr=FIT_DEFAULTS["lr"])
+    name = args.optimizer or stored.optimizer or FIT_DEFAULTS["optimizer"]
+    if name not in OPTIMIZERS:
+        raise UsageError(f"the file's spec names optimiser {name!r}, which is not installed; "
+                         f"expected one of {sorted(OPTIMIZERS)}: pass --optimizer")
+    hyper = dict(stored.hyperparams) if name == stored.optimizer else {
+        "lr": OPTIMIZERS[name].default_lr}
     if args.lr is not None:
         hyper["lr"] = args.lr
     if args.momentum is not None:
@@ -268,7 +271,7 @@ def _train_parser(sub: Any) -> None:
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="update rule (default: "
                    f"the file's spec, else {DEFAULTS['optimizer']})")
     p.add_argument("--lr", type=float, help="base learning rate (default: the file's spec, "
-                   f"else {', '.join(f'{k} {v:g}' for k, v in sorted(DEFAULT_LR.items()))})")
+                   f"else {', '.join(f'{k} {c.default_lr:g}' for k, c in sorted(OPTIMIZERS.items()))})")
     p.add_argument("--momentum", type=float, help="momentum of --optimizer sgd (default: the "
                    "file's spec, else 0)")
     p.add_argument("--reg", type=float, help="L2 strength (graphs built by graphexec.nn; "

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from graphexec.draw import SYMBOLS, Trace, format_value, trace
+from graphexec.draw import SYMBOLS, format_value
 from graphexec.gate import Ctx
 from graphexec.graph import Graph, Node
+from graphexec.wires import Trace, trace
 
 __all__ = ["grad_target", "node_info", "story", "text", "value_info"]
 

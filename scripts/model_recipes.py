@@ -1,4 +1,6 @@
-"""The lecture's worked examples as graphs; ``scripts/make_models.py`` writes them to ``models/``.
+"""Recipes of the shipped models: the lecture's worked examples as graphs, and the nets that
+``scripts/make_models.py`` writes to ``models/`` (a script's helper, not part of the library:
+``gx.examples.load(name)`` reads the shipped files).
 
 :func:`seed_models` are rebuilt byte for byte by the tests. :func:`trained_models` come out of a
 training run, whose last bits may depend on the BLAS library, so they are tested with a tolerance.
@@ -8,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphexec import nn
 from graphexec.builder import GraphBuilder
-from graphexec.checkpoint import TrainSpec
 from graphexec.graph import Graph, Training
-from graphexec.optim import Adam
+from graphexec.training import nn
+from graphexec.training.checkpoint import TrainSpec
+from graphexec.training.optim import Adam
 
 __all__ = [
     "add_mul",
@@ -87,8 +89,8 @@ def digits_mlp(*, train: bool = True) -> Graph:
     training part of the seed-0 80/20 split, keeping the epoch with the best validation accuracy.
     Needs scikit-learn (the digits are bundled in it).
     """
-    from graphexec.data import digits
-    from graphexec.train import fit
+    from graphexec.training.data import digits
+    from graphexec.training.train import fit
 
     g = nn.mlp([64, 100, 10], activation="relu", loss="softmax", reg=1e-4, seed=0,
                name="digits_mlp")
