@@ -26,7 +26,7 @@ import numpy as np
 
 from graphexec.errors import GraphError, GraphexecError
 from graphexec.executor import Executor, check_input, run
-from graphexec.fileformat.atomic import atomic_write
+from graphexec.atomic import atomic_write
 from graphexec.graph import Graph, InputDecl, Node, NodeDef, make_graph
 from graphexec.registry import OWN_DIST
 

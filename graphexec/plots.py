@@ -17,7 +17,7 @@ import numpy as np
 
 from graphexec.checkpoint import History
 from graphexec.errors import GraphexecError
-from graphexec.fileformat.atomic import atomic_write
+from graphexec.atomic import atomic_write
 from graphexec.graph import Graph
 from graphexec.train import predict
 

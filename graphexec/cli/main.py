@@ -27,7 +27,7 @@ from graphexec.cli.common import (
 )
 from graphexec.errors import GraphexecError, UnknownOpError, printable
 from graphexec.fileformat import read_header
-from graphexec.fileformat.atomic import atomic_write
+from graphexec.atomic import atomic_write
 from graphexec.fileformat.schema import Header
 from graphexec.registry import registry
 

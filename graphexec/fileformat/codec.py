@@ -23,7 +23,7 @@ import numpy as np
 import pydantic
 
 from graphexec.errors import GraphFileError
-from graphexec.fileformat.atomic import atomic_write
+from graphexec.atomic import atomic_write
 from graphexec.fileformat.scan import ScanError, scan
 from graphexec.fileformat.schema import DTYPES, Header, TensorEntry
 
@@ -156,7 +156,7 @@ def encode(header: Header, tensors: Sequence[np.ndarray]) -> Iterator[bytes | me
 
 
 def write_file(path: str | os.PathLike[str], header: Header, tensors: Sequence[np.ndarray]) -> None:
-    """Write a graph file atomically (see :func:`graphexec.fileformat.atomic.atomic_write`)."""
+    """Write a graph file atomically (see :func:`graphexec.atomic.atomic_write`)."""
     atomic_write(path, encode(header, tensors))
 
 

@@ -192,6 +192,6 @@ def _probe_ranks(graph: Graph) -> dict[str, int]:
 
 
 def _save(data: bytes, path: str) -> None:
-    from graphexec.fileformat.atomic import atomic_write
+    from graphexec.atomic import atomic_write
 
     atomic_write(path, [data])

@@ -18,7 +18,7 @@ from typing import Any
 
 from graphexec.draw import DrawError
 from graphexec.errors import GraphError
-from graphexec.fileformat.atomic import atomic_write
+from graphexec.atomic import atomic_write
 from graphexec.graph import Graph
 from graphexec.viewer.page import page_html
 from graphexec.viewer.scene import FLAT_MAX
