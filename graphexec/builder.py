@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from graphexec.dtypes import DTYPE_NAMES
 from graphexec.errors import GraphError
 from graphexec.executor import run
-from graphexec.graph import DTYPE_NAMES, Graph, InputDecl, NodeDef, make_graph, validate_attrs
+from graphexec.graph import Graph, InputDecl, NodeDef, make_graph, validate_attrs
 from graphexec.registry import registry
 
 __all__ = ["GraphBuilder", "Value"]

@@ -1,6 +1,6 @@
 """The training section of a ``.gx`` file: how to train (spec) and where a run stopped (state).
 
-A checkpoint is an ordinary graph file whose :class:`~graphexec.graph.Training` section holds
+A checkpoint is an ordinary graph file whose :class:`~graphexec.header.Training` section holds
 plain values (the file format allows scalars and lists, no nested maps, so keys are flat and
 dotted) and arrays::
 
@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from graphexec.errors import GraphFileError
-from graphexec.graph import Training
+from graphexec.header import Training
 
 __all__ = ["History", "TrainSpec", "TrainState", "read_spec", "read_state", "to_training"]
 

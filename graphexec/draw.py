@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from graphexec.errors import GraphError, GraphexecError
-from graphexec.executor import Executor, check_input, run
 from graphexec.atomic import atomic_write
+from graphexec.errors import DrawError, GraphError
+from graphexec.executor import Executor, check_input, run
 from graphexec.graph import Graph, InputDecl, Node, NodeDef, make_graph
 from graphexec.registry import OWN_DIST
 
@@ -41,10 +41,6 @@ LAYOUT = "rankdir=LR; ordering=in; nodesep=0.3; ranksep=0.6;"
 #: What a gate box shows for the lecture's arithmetic gates; other ops show their name.
 SYMBOLS = {"add": "+", "sub": "−", "mul": "×", "div": "÷", "neg": "×(−1)", "sum": "Σ",
            "sigmoid": "σ", "max": "max", "l2": "½‖·‖²"}
-
-
-class DrawError(GraphexecError):
-    """A drawing could not be written: unknown format, Graphviz missing or failing."""
 
 
 def format_value(a: Any, *, shape: bool = True) -> str:

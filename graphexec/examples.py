@@ -11,7 +11,8 @@ import numpy as np
 from graphexec import nn
 from graphexec.builder import GraphBuilder
 from graphexec.checkpoint import TrainSpec
-from graphexec.graph import Graph, Training
+from graphexec.graph import Graph
+from graphexec.header import Training
 from graphexec.optim import Adam
 
 __all__ = [

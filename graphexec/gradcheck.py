@@ -16,8 +16,8 @@ when, term by term (``f = Σⱼ tⱼ``, one term per output element), the one-si
 ``Lⱼ = (tⱼ(x) - tⱼ(x-h))/h`` and ``Rⱼ = (tⱼ(x+h) - tⱼ(x))/h`` differ (a kink lies within
 ``h``) and the analytic value lies in ``[Σⱼ min(Lⱼ, Rⱼ), Σⱼ max(Lⱼ, Rⱼ)]``: any subgradient is
 a right answer (the max gate's documented choice at a tie, all of dz to its first input, is
-one: its slopes there are 0 and 1), and a coordinate that moves several ties at once (a batch of maxout rows) has
-each tie counted once.
+one: its slopes there are 0 and 1), and a coordinate that moves several ties at once (a batch
+of maxout rows) has each tie counted once.
 
 **Node by node.** When the whole graph fails, every node's gate is checked alone on the very
 inputs it saw, and the report names each failing node: op, gate version, distribution, input.

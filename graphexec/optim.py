@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from graphexec.errors import GraphexecError
+from graphexec.errors import OptimError
 
 __all__ = [
     "OPTIMIZERS",
@@ -47,10 +47,6 @@ __all__ = [
 ]
 
 State = dict[str, np.ndarray]
-
-
-class OptimError(GraphexecError):
-    """An optimiser or schedule got a bad hyperparameter, gradient or saved state."""
 
 
 # --------------------------------------------------------------------------- update rules

@@ -35,7 +35,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from graphexec.errors import PluginError, UnknownOpError, printable
+from graphexec.errors import InProcessGateWarning, PluginError, UnknownOpError, printable
 from graphexec.gate import Gate
 
 __all__ = [
@@ -63,10 +63,6 @@ MAX_MESSAGE = 2000  # characters of one error message; the rest is cut and count
 #: A distribution name as PyPI accepts it; only such a name is suggested in a ``pip install``
 #: hint (a file may record ``<in-process>`` or worse, which must not become a shell command).
 _PYPI_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,126}[A-Za-z0-9])?")
-
-
-class InProcessGateWarning(UserWarning):
-    """A graph saved with a gate that only this process knows (``register_gate``)."""
 
 
 def _installable(dist: str) -> bool:

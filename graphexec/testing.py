@@ -325,7 +325,8 @@ def _check_round_trip(cls: type[Gate], gate: Gate, xs: Sequence[np.ndarray]) -> 
     """Save and load a one-node graph of the gate; attributes and results must come back."""
     import graphexec as gx
     from graphexec.fileformat import decode, encode
-    from graphexec.graph import InputDecl, NodeDef, from_header, make_graph, to_header
+    from graphexec.graph import InputDecl, NodeDef, make_graph
+    from graphexec.header import from_header, to_header
     from graphexec.registry import registry
 
     reg = registry().with_gates(cls)  # a private overlay: the process registry is not touched

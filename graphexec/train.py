@@ -25,7 +25,7 @@ import numpy as np
 
 from graphexec.api import save
 from graphexec.checkpoint import History, TrainSpec, TrainState, read_spec, read_state, to_training
-from graphexec.errors import GraphError, GraphexecError
+from graphexec.errors import GraphError, TrainingError
 from graphexec.executor import Executor, check_input, run
 from graphexec.graph import Graph
 from graphexec.nn import get_reg
@@ -40,10 +40,6 @@ EVAL_CHUNK = 4096  # rows per forward pass when measuring accuracy (bounds the m
 DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 64, "optimizer": "adam", "lr": 1e-3,
                             "seed": 0}
 Split = tuple[np.ndarray, np.ndarray]
-
-
-class TrainingError(GraphexecError):
-    """Training cannot start or cannot go on (bad settings or data, a loss that is not finite)."""
 
 
 @dataclass(frozen=True)

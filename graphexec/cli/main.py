@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 import graphexec as gx
+from graphexec.atomic import atomic_write
 from graphexec.cli.common import (
     HelpFormatter,
     UsageError,
@@ -27,7 +28,6 @@ from graphexec.cli.common import (
 )
 from graphexec.errors import GraphexecError, UnknownOpError, printable
 from graphexec.fileformat import read_header
-from graphexec.atomic import atomic_write
 from graphexec.fileformat.schema import Header
 from graphexec.registry import registry
 

@@ -20,7 +20,8 @@ from graphexec.checkpoint import History, TrainSpec, read_spec
 from graphexec.cli.common import UsageError, emit_json
 from graphexec.cli.resume import Tracker, check_resume, interrupted, total_epochs
 from graphexec.data import load_dataset
-from graphexec.graph import Graph, Training
+from graphexec.graph import Graph
+from graphexec.header import Training
 from graphexec.optim import OPTIMIZERS, Optimizer, make_optimizer
 from graphexec.plots import check_target
 from graphexec.train import DEFAULTS as FIT_DEFAULTS
