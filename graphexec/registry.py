@@ -1,4 +1,4 @@
-"""Gate plugins: discover → load → validate → freeze.
+"""Gate plugins: discover → load → validate; an in-process overlay on top.
 
 Every op, built-in ones included, is a gate class published under the entry-point group
 ``graphexec.gates`` (entry-point name = op name).
@@ -11,8 +11,9 @@ Every op, built-in ones included, is a gate class published under the entry-poin
   cannot be inspected, an exception whose ``repr`` raises) becomes a reported ``PluginError``
   and the other gates still load. A plugin whose import hangs blocks only the graphs that use it.
 * **Validate** checks each class once, at load time.
-* **Freeze**: the loaded gates of a distribution never change afterwards. ``register_gate`` puts
-  a gate in a separate in-process overlay, consulted first.
+* **Overlay**: a distribution's loaded gates are not changed afterwards, but the registry as a
+  whole is mutable: ``register_gate`` puts a gate in a separate in-process overlay, consulted
+  first.
 
 Policy when two distributions offer the same op name: graphexec's own gate wins; otherwise the
 distribution whose name sorts first wins. The loser is listed in ``Registry.conflicts``.
@@ -228,7 +229,7 @@ def load_entry(entry: Entry) -> GateInfo:
 
 @dataclass(frozen=True)
 class DistLoad:
-    """One distribution's gates after loading: frozen."""
+    """One distribution's gates after loading (a read-only mapping, never changed)."""
 
     gates: Mapping[str, GateInfo]
     broken: tuple[BrokenPlugin, ...]
@@ -252,7 +253,7 @@ def _rank(dist: str) -> tuple[int, str]:
 
 class _Table:
     """What discovery found (read-only: op name → entries offering it, in policy order), plus
-    each distribution's gates, loaded on first need and frozen from then on."""
+    each distribution's gates, loaded on first need and not changed after."""
 
     def __init__(self, entries: Iterable[Entry], disabled: Iterable[Entry], off: bool):
         offers: dict[str, list[Entry]] = {}
