@@ -34,6 +34,7 @@ from typing import Any, NoReturn
 import numpy as np
 import pydantic
 
+from graphexec.errors import first_problem
 from graphexec.gate import Ctx, Gate
 from graphexec.gradcheck import check_gate_gradients
 
@@ -102,7 +103,7 @@ def _make_gate(cls: type[Gate], attrs: dict[str, Any]) -> Gate:
     try:
         model = cls.Attrs(**attrs)
     except pydantic.ValidationError as e:
-        _fail(cls, f"its Attrs model rejects attrs={attrs!r}: {e.errors()[0]['msg']}")
+        _fail(cls, f"its Attrs model rejects attrs={attrs!r}: {first_problem(e)[1]}")
     return cls(model)
 
 
