@@ -9,6 +9,7 @@ from graphexec.api import dumps, load, loads, save
 from graphexec.builder import GraphBuilder, Value
 from graphexec.errors import (
     DataError,
+    DistributedError,
     DrawError,
     ExecutionError,
     GraphError,
@@ -62,6 +63,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "Attrs",
     "DataError",
+    "DistributedError",
     "DrawError",
     "ExecutionError",
     "InProcessGateWarning",

@@ -12,7 +12,7 @@ Messages say what was expected, what was found, and what to do about it::
     ├── PluginError              a plugin that cannot be imported or breaks the gate contract
     ├── OnnxUnavailableError     the optional ``onnx`` package is missing
     ├── OptimError, TrainingError, DataError
-    ├── DrawError, PlotError
+    ├── DrawError, PlotError, DistributedError
     └── UsageError               a command-line mistake (the CLI exits 2 with one line)
 
 Besides: :class:`ScanError` (internal to the file format, always turned into a
@@ -34,6 +34,7 @@ __all__ = [
     "first_problem",
     "printable",
     "DataError",
+    "DistributedError",
     "DrawError",
     "ExecutionError",
     "GraphexecError",
@@ -123,6 +124,10 @@ class DrawError(GraphexecError):
 
 class PlotError(GraphexecError):
     """A figure cannot be drawn (matplotlib missing, nothing to draw, unwritable file)."""
+
+
+class DistributedError(GraphexecError):
+    """Dask is missing, a scheduler cannot be reached, or a sweep or prediction is ill-posed."""
 
 
 class UsageError(GraphexecError):

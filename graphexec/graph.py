@@ -85,6 +85,13 @@ class Graph:
     def outputs(self) -> list[str]:
         return list(self.output_map)
 
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        """Pickle (and deepcopy) as the file's bytes: the compiled plan and its lock stay behind
+        and the receiver validates the bytes as ``gx.loads`` does."""
+        from graphexec.api import dumps, loads  # api imports this module
+
+        return loads, (dumps(self),)
+
     def __repr__(self) -> str:
         return (f"<Graph {self.name!r}: inputs {self.inputs}, outputs {self.outputs}, "
                 f"{len(self.nodes)} nodes, {sum(p.size for p in self.params.values())} parameters>")

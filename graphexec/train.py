@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from graphexec import inference
 from graphexec.api import save
 from graphexec.checkpoint import History, TrainSpec, TrainState, read_spec, read_state, to_training
 from graphexec.errors import GraphError, TrainingError
-from graphexec.executor import Executor, check_input, run
+from graphexec.executor import Executor, check_input
 from graphexec.graph import Graph
 from graphexec.nn import get_reg
 from graphexec.optim import Optimizer, Schedule, make_optimizer, make_schedule
@@ -72,9 +73,10 @@ class _Run:
 
 
 # ---------------------------------------------------------------------------- inference
-def predict(g: Graph, X: np.ndarray) -> np.ndarray:
-    """Class scores (N, C) for ``X`` (N, D): the ``scores`` output only, so no labels needed."""
-    return run(g, {"x": X}, outputs=["scores"])["scores"]
+def predict(g: Graph, X: np.ndarray, batch_size: int | None = None,
+            output: str = "scores") -> np.ndarray:
+    """Class scores (N, C) for ``X`` (N, D), in chunks: see :func:`graphexec.inference.predict`."""
+    return inference.predict(g, X, batch_size=batch_size, output=output)
 
 
 def predict_labels(g: Graph, X: np.ndarray) -> np.ndarray:

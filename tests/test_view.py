@@ -13,7 +13,6 @@ from conftest import MODELS
 
 import graphexec as gx
 import graphexec.draw as drawmod
-import graphexec.registry as regmod
 from graphexec.cli.main import main
 from graphexec.gradcheck import random_inputs
 from graphexec.viewer import Page, view
@@ -248,9 +247,8 @@ def bad_gate():
         def backward(self, ctx, dy):
             return (3.0 * dy,)
 
-    gx.register_gate(BadDouble)
+    gx.register_gate(BadDouble)  # tests/conftest.py's autouse fixture restores the registry
     yield BadDouble
-    regmod.registry().gates.pop(BadDouble.name, None)
 
 
 def test_check_colours_the_failing_node(bad_gate):

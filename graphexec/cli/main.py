@@ -35,7 +35,7 @@ __all__ = ["entry", "main"]
 
 #: Modules that add subcommands: each has ``register(subparsers)`` setting ``func`` on its parsers.
 EXTRA_COMMANDS = ("graphexec.cli.gates", "graphexec.cli.train", "graphexec.cli.draw",
-                  "graphexec.cli.onnx", "graphexec.cli.view")
+                  "graphexec.cli.onnx", "graphexec.cli.view", "graphexec.cli.predict")
 
 
 def _node_ops(h: Header) -> list[dict[str, Any]]:

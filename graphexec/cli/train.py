@@ -18,6 +18,7 @@ import graphexec as gx
 from graphexec import nn
 from graphexec.checkpoint import History, TrainSpec, read_spec
 from graphexec.cli.common import UsageError, emit_json
+from graphexec.cli.predict import add_cluster_flags, sweep_graphs
 from graphexec.cli.resume import Tracker, check_resume, interrupted, total_epochs
 from graphexec.data import load_dataset
 from graphexec.graph import Graph
@@ -215,12 +216,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                          f"such as --data spiral, but {args.data!r} has {Xtr.shape[1]} features")
     n_classes = int(max(ytr.max(), yv.max() if len(yv) else 0)) + 1
     panels, rows = [], []
+    trained = sweep_graphs(args, hidden, regs, Xtr, ytr, n_classes)  # None: no --workers
     for h in hidden:
         for r in regs:
-            g = nn.mlp([2, h, n_classes], activation=args.activation, reg=r, seed=args.seed,
-                       dtype=args.dtype)
-            fit(g, Xtr, ytr, epochs=args.epochs, batch_size=args.batch_size,
-                optimizer=make_optimizer(args.optimizer, lr=args.lr), seed=args.seed)
+            if trained is not None:
+                g = trained.pop(0)
+            else:
+                g = nn.mlp([2, h, n_classes], activation=args.activation, reg=r, seed=args.seed,
+                           dtype=args.dtype)
+                fit(g, Xtr, ytr, epochs=args.epochs, batch_size=args.batch_size,
+                    optimizer=make_optimizer(args.optimizer, lr=args.lr), seed=args.seed)
             row = {"hidden": h, "reg": r, "train_acc": accuracy(g, Xtr, ytr),
                    "val_acc": accuracy(g, Xv, yv) if len(yv) else None}
             rows.append(row)
@@ -312,4 +317,5 @@ def register(sub: Any) -> None:
                    "validation (spiral draws a fresh spiral instead)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the split / the spiral")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_cluster_flags(p)
     p.set_defaults(func=cmd_sweep)
