@@ -7,7 +7,25 @@ The pipeline, one module per stage::
 
 from graphexec.api import dumps, load, loads, save
 from graphexec.builder import GraphBuilder, Value
-from graphexec.errors import GraphError, GraphexecError, GraphFileError, PluginError, UnknownOpError
+from graphexec.errors import (
+    DataError,
+    DistributedError,
+    DrawError,
+    ExecutionError,
+    GraphError,
+    GraphexecError,
+    GraphFileError,
+    InProcessGateWarning,
+    OnnxExportError,
+    OnnxImportError,
+    OnnxUnavailableError,
+    OptimError,
+    PlotError,
+    PluginError,
+    TrainingError,
+    UnknownOpError,
+    UsageError,
+)
 from graphexec.executor import Executor, run
 from graphexec.gate import Attrs, Ctx, Gate, NoAttrs, unbroadcast
 from graphexec.gradcheck import GradcheckReport, gradcheck
@@ -45,6 +63,18 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "Attrs",
+    "DataError",
+    "DistributedError",
+    "DrawError",
+    "ExecutionError",
+    "InProcessGateWarning",
+    "OnnxExportError",
+    "OnnxImportError",
+    "OnnxUnavailableError",
+    "OptimError",
+    "PlotError",
+    "TrainingError",
+    "UsageError",
     "Ctx",
     "GradcheckReport",
     "History",

@@ -7,7 +7,8 @@ import os
 from graphexec.errors import GraphError, GraphFileError
 from graphexec.fileformat import Limits, decode, encode, read_file, write_file
 from graphexec.fileformat.codec import DEFAULT_LIMITS
-from graphexec.graph import Graph, from_header, to_header
+from graphexec.graph import Graph
+from graphexec.header import from_header, to_header
 from graphexec.registry import warn_in_process
 
 __all__ = ["load", "loads", "save", "dumps"]

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from graphexec.errors import GraphexecError
-from graphexec.fileformat.atomic import atomic_write
+from graphexec.atomic import atomic_write
+from graphexec.errors import DrawError
 from graphexec.graph import Graph, Node
 from graphexec.registry import OWN_DIST
 from graphexec.wires import Trace, trace
@@ -41,10 +41,6 @@ LAYOUT = "rankdir=LR; ordering=in; nodesep=0.3; ranksep=0.6;"
 #: What a gate box shows for the lecture's arithmetic gates; other ops show their name.
 SYMBOLS = {"add": "+", "sub": "−", "mul": "×", "div": "÷", "neg": "×(−1)", "sum": "Σ",
            "sigmoid": "σ", "max": "max", "l2": "½‖·‖²"}
-
-
-class DrawError(GraphexecError):
-    """A drawing could not be written: unknown format, Graphviz missing or failing."""
 
 
 def format_value(a: Any, *, shape: bool = True) -> str:

@@ -7,11 +7,12 @@ gradient's shape and dtype against its input, and frees each node's ctx as soon 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 
-from graphexec.errors import GraphError, GraphexecError
+from graphexec.errors import ExecutionError, GraphError, GraphexecError
 from graphexec.gate import Ctx
 from graphexec.graph import Graph, InputDecl
 from graphexec.plan import BackwardSchedule, ForwardSchedule, plan_for
@@ -105,38 +106,32 @@ class Executor:
         vals = self._feed(inputs, kw)
         self._missing(sched, vals)
         self._vals = self._ctxs = self._fwd = None
+        # keep: every ctx is kept for backward; otherwise a throwaway ctx per node, and each
+        # value dropped after its last reader.
+        ctxs: list[Ctx | None] | None = [None] * len(self.graph.nodes) if keep else None
+        release = repeat(()) if keep else sched.release
         k = -1
         try:
-            if keep:
-                ctxs: list[Ctx | None] = [None] * len(self.graph.nodes)
-                for forward, ins, out, k in sched.steps:
-                    ctxs[k] = ctx = Ctx()
-                    # Calls spelled out by arity: no argument list is built for 1 or 2 inputs.
-                    n = len(ins)
-                    if n == 2:
-                        a, b = ins
-                        y = forward(ctx, vals[a], vals[b])
-                    elif n == 1:
-                        y = forward(ctx, vals[ins[0]])
-                    else:
-                        y = forward(ctx, *[vals[s] for s in ins])
-                    vals[out] = y if type(y) is ndarray else np.asarray(y)
-                self._fwd, self._vals, self._ctxs = sched, vals, ctxs
-            else:  # a throwaway ctx, and each value dropped after its last reader
-                for (forward, ins, out, k), free in zip(sched.steps, sched.release):
-                    n = len(ins)
-                    if n == 2:
-                        a, b = ins
-                        y = forward(Ctx(), vals[a], vals[b])
-                    elif n == 1:
-                        y = forward(Ctx(), vals[ins[0]])
-                    else:
-                        y = forward(Ctx(), *[vals[s] for s in ins])
-                    vals[out] = y if type(y) is ndarray else np.asarray(y)
-                    for s in free:
-                        vals[s] = None
+            for (forward, ins, out, k), free in zip(sched.steps, release):
+                ctx = Ctx()
+                if ctxs is not None:
+                    ctxs[k] = ctx
+                # Calls spelled out by arity: no argument list is built for 1 or 2 inputs.
+                n = len(ins)
+                if n == 2:
+                    a, b = ins
+                    y = forward(ctx, vals[a], vals[b])
+                elif n == 1:
+                    y = forward(ctx, vals[ins[0]])
+                else:
+                    y = forward(ctx, *[vals[s] for s in ins])
+                vals[out] = y if type(y) is ndarray else np.asarray(y)
+                for s in free:
+                    vals[s] = None
         except Exception as e:
             _gate_failed(self.graph, k, "forward", e)
+        if ctxs is not None:
+            self._fwd, self._vals, self._ctxs = sched, vals, ctxs
         return {name: vals[s] for name, s in sched.outputs}
 
     def backward(self, seeds: Mapping[str, Any] | None = None, *,
@@ -168,9 +163,8 @@ class Executor:
 
         ``owned[s]``: the gradient held for slot s is an array nobody else can see, so the next
         contribution is added into it in place. It is either a sum this loop made itself, or a
-        gradient from a gate that declares ``fresh_grads = True`` (its backward returns new
-        arrays that it keeps no reference to, never one array for two inputs). Any other gate's
-        array is never written: the gate may still hold it, or have returned it twice.
+        gradient from a gate that declares ``fresh_grads`` (see :class:`graphexec.gate.Gate`).
+        Any other gate's array is never written: the gate may still hold it.
         """
         owned = [False] * len(grads)
         k = -1
@@ -227,35 +221,36 @@ class Executor:
 
 
 def _gate_failed(graph: Graph, k: int, phase: str, e: Exception) -> None:
-    """Re-raise a gate's own exception as a GraphError that names the node; a graphexec error
-    a gate raises in forward (bad labels, say) keeps its class and gains the node's name."""
+    """Re-raise a gate's own exception as an ExecutionError that names the node; a graphexec
+    error a gate raises in forward (bad labels, say) keeps its class and gains the node's name."""
     if k < 0 or (isinstance(e, GraphexecError) and phase == "backward"):
         raise e  # backward's own errors (gradient shape or count) name the node already
     n = graph.nodes[k]
     if isinstance(e, GraphexecError):
         raise type(e)(f"node {n.name!r} ({n.op}) failed in {phase}: {e}") from e
-    raise GraphError(f"node {n.name!r} ({n.op}) failed in {phase}: {type(e).__name__}: {e}") from e
+    raise ExecutionError(f"node {n.name!r} ({n.op}) failed in {phase}: {type(e).__name__}: {e}"
+                         ) from e
 
 
 def _bad_count(node: Any, dins: Any) -> None:
-    raise GraphError(f"node {node.name!r}: gate {node.op!r} returned "
+    raise ExecutionError(f"node {node.name!r}: gate {node.op!r} returned "
                      f"{len(dins)} gradients for {len(node.inputs)} inputs")
 
 
 def _checked(node: Any, i: int, d: Any, v: np.ndarray) -> np.ndarray:
     """The slow path of the gradient check: a numpy scalar becomes a 0-d array, an equal but
-    distinct dtype object passes; anything else is a GraphError naming node, gate and input."""
+    distinct dtype object passes; anything else is an ExecutionError naming node, gate and input."""
     if type(d) is not ndarray:  # numpy turns 0-d results into scalars
         if not isinstance(d, (np.ndarray, np.generic)):
-            raise GraphError(f"node {node.name!r}: gate {node.op!r} v{node.version} (from "
-                             f"{node.info.dist!r}) returned {type(d).__name__} as the gradient "
+            raise ExecutionError(f"node {node.name!r}: gate {node.op!r} v{node.version} (from "
+                                 f"{node.info.dist!r}) returned {type(d).__name__} as the gradient "
                              f"for input {i} ({node.inputs[i]!r}), which needs one; return an "
                              "ndarray")
         d = np.asarray(d)
     if d.shape != v.shape or d.dtype != v.dtype:
         found = f"{d.dtype} {d.shape}"
-        raise GraphError(f"node {node.name!r}: gate {node.op!r} v{node.version} (from "
-                         f"{node.info.dist!r}) returned a gradient for input {i} "
+        raise ExecutionError(f"node {node.name!r}: gate {node.op!r} v{node.version} (from "
+                             f"{node.info.dist!r}) returned a gradient for input {i} "
                          f"({node.inputs[i]!r}) of {found}; expected {v.dtype} {v.shape}, shaped "
                          "like the input")
     return d

@@ -76,11 +76,12 @@ class Gate:
     name: ClassVar[str] = ""
     version: ClassVar[int] = 1
     Attrs: ClassVar[type[BaseModel]] = NoAttrs
-    #: True if ``backward`` always returns new, writeable arrays that the gate keeps no
-    #: reference to, and never one array for two inputs; the executor may then add other
-    #: gradients into them in place. Leave it False if backward can return ``dout`` itself, a
-    #: view of it, an input, or anything kept on ``ctx`` or ``self`` (add, sub, sum, mean and
-    #: reshape do). ``graphexec.testing.check_gate`` verifies the claim.
+    #: The one explanation of ``fresh_grads`` (everything else refers here): True if
+    #: ``backward`` always returns new, writeable arrays that the gate keeps no reference to,
+    #: and never one array for two inputs; the executor may then add other gradients into them
+    #: in place at fan-out instead of making a new sum. Leave it False if backward can return
+    #: ``dout`` itself, a view of it, an input, or anything kept on ``ctx`` or ``self`` (add,
+    #: sub, sum, mean and reshape do). ``graphexec.testing.check_gate`` verifies the claim.
     fresh_grads: ClassVar[bool] = False
 
     __slots__ = ("attrs",)

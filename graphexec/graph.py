@@ -1,4 +1,6 @@
-"""The graph stage: validated header ⇄ :class:`Graph` (nodes ordered by networkx, gates bound).
+"""The graph stage: declared inputs, parameters and node definitions → :class:`Graph` (nodes
+ordered by networkx, gates bound). Translating a file's header to and from these is
+:mod:`graphexec.header`'s job: this module never sees the file format.
 
 Checks here: unique names, no dangling edges, outputs that exist, no cycles (the cycle is listed),
 each op resolved in the registry, each node's attributes validated by its gate's model, arity.
@@ -8,22 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import numpy as np
 import pydantic
 
-from graphexec.errors import GraphError, printable
-from graphexec.fileformat import Header, tensor_entries
-from graphexec.fileformat.codec import describe_loc
-from graphexec.fileformat.schema import InputSpec, NodeSpec, OpSpec, OutputSpec, TrainingSection
+from graphexec.errors import GraphError, first_problem
 from graphexec.gate import Gate, describe_attrs
 from graphexec.registry import GateInfo, Registry, registry
 
-__all__ = ["Graph", "InputDecl", "Node", "NodeDef", "Training", "make_graph", "from_header", "to_header"]
+if TYPE_CHECKING:
+    from graphexec.header import Training
 
-DTYPE_NAMES = ("float32", "float64", "int32", "int64", "bool")
+__all__ = ["Graph", "InputDecl", "Node", "NodeDef", "make_graph", "validate_attrs"]
 
 
 @dataclass(frozen=True)
@@ -57,15 +57,6 @@ class Node:
     attrs: Mapping[str, Any]
     gate: Gate
     info: GateInfo
-
-
-@dataclass
-class Training:
-    """The training section of a checkpoint: how to train (spec) and where a run stopped."""
-
-    spec: dict[str, Any] = field(default_factory=dict)
-    state: dict[str, Any] = field(default_factory=dict)
-    tensors: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class Graph:
@@ -207,9 +198,9 @@ def validate_attrs(node: str, op: str, cls: type[Gate], attrs: Mapping[str, Any]
     try:
         model = cls.Attrs.model_validate(dict(attrs))
     except pydantic.ValidationError as e:
-        err = e.errors(include_url=False, include_context=False, include_input=False)[0]
-        raise GraphError(f"node {node!r} ({op}): bad attribute {describe_loc(err['loc'])!r}: "
-                         f"{printable(err['msg'])}; {describe_attrs(cls)}") from e
+        where, what = first_problem(e)
+        raise GraphError(f"node {node!r} ({op}): bad attribute {where!r}: "
+                         f"{what}; {describe_attrs(cls)}") from e
     for key, given in attrs.items():
         validated = getattr(model, key, given)
         if not _same_kind(given, validated):
@@ -254,92 +245,3 @@ def make_graph(name: str, inputs: Sequence[InputDecl], params: dict[str, np.ndar
     reg.require((d.op, d.version or 1, *prov.get(d.op, ("", ""))) for d in ordered)  # all at once
     nodes = [_bind(d, reg, prov) for d in ordered]
     return Graph(name, inputs, params, nodes, outputs, metadata, training)
-
-
-# ---------------------------------------------------------------------------- header <-> graph
-def _unique(what: str, names: Sequence[str]) -> None:
-    seen: set[str] = set()
-    for n in names:
-        if n in seen:
-            raise GraphError(f"duplicate {what} {n!r}: each may appear only once")
-        seen.add(n)
-
-
-def from_header(header: Header, arrays: Sequence[np.ndarray], reg: Registry | None = None) -> Graph:
-    """Build a graph from a validated header and its tensors (params first, then training)."""
-    n = len(header.params)
-    params = {e.name: a for e, a in zip(header.params, arrays[:n])}
-    training = None
-    if header.training is not None:
-        t = header.training
-        training = Training(dict(t.spec), dict(t.state),
-                            {e.name: a for e, a in zip(t.tensors, arrays[n:])})
-    inputs = [InputDecl(s.name, np.dtype(s.dtype),
-                        None if s.shape is None else tuple(s.shape)) for s in header.inputs]
-    defs = [NodeDef(s.name, s.op, tuple(s.inputs), s.attrs, s.version) for s in header.nodes]
-    _unique("output", [o.name for o in header.outputs])
-    _unique("ops entry for op", [o.op for o in header.ops])
-    provenance = {o.op: (o.dist, o.dist_version) for o in header.ops}
-    return make_graph(header.name, inputs, params, defs, {o.name: o.value for o in header.outputs},
-                      metadata=header.metadata, training=training, provenance=provenance, reg=reg)
-
-
-def _plain(v: Any) -> Any:
-    """Attribute values as msgpack-able plain Python (tuples become lists, numpy scalars items)."""
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
-def _savable(kind: str, named: Sequence[tuple[str, np.ndarray]]) -> None:
-    for k, v in named:
-        if v.dtype.name not in DTYPE_NAMES:  # (a big-endian float64 is fine: saved little-endian)
-            raise GraphError(f"cannot save {kind} {k!r}: its dtype is {v.dtype.name} "
-                             f"({v.dtype.str}); files hold {', '.join(DTYPE_NAMES)}; "
-                             f"convert it with .astype(...)")
-
-
-def to_header(g: Graph) -> tuple[Header, list[np.ndarray]]:
-    """The header and tensors that represent ``g`` in a file.
-
-    Raises GraphError, naming the value, for what a file cannot hold (an unsupported dtype, a
-    name or metadata text the format forbids).
-    """
-    try:
-        return _to_header(g)
-    except pydantic.ValidationError as e:
-        err = e.errors(include_url=False, include_context=False, include_input=False)[0]
-        raise GraphError(f"cannot save graph {g.name!r}: {describe_loc(err['loc'])}: "
-                         f"{printable(err['msg'])}") from e
-
-
-def _to_header(g: Graph) -> tuple[Header, list[np.ndarray]]:
-    pnamed = [(k, np.asarray(v)) for k, v in g.params.items()]
-    _savable("parameter", pnamed)
-    pentries = tensor_entries(pnamed)
-    end = pentries[-1].offset + pentries[-1].nbytes if pentries else 0
-    training, tnamed = None, []
-    if g.training is not None:
-        tnamed = [(k, np.asarray(v)) for k, v in g.training.tensors.items()]
-        _savable("training tensor", tnamed)
-        training = TrainingSection(spec=g.training.spec, state=g.training.state,
-                                   tensors=tensor_entries(tnamed, end))
-    ops = sorted({(n.op, n.info.dist, n.info.dist_version, n.version) for n in g.nodes})
-    best: dict[str, OpSpec] = {}
-    for op, dist, dver, ver in ops:  # one entry per op, with the highest version the graph uses
-        best[op] = OpSpec(op=op, version=ver, dist=dist, dist_version=dver)
-    header = Header(
-        name=g.name,
-        inputs=[InputSpec(name=d.name, dtype=d.dtype.name,  # type: ignore[arg-type]
-                          shape=None if d.shape is None else list(d.shape)) for d in g.input_decls],
-        params=pentries,
-        nodes=[NodeSpec(name=n.name, op=n.op, version=n.version, inputs=list(n.inputs),
-                        attrs={k: _plain(v) for k, v in n.attrs.items()}) for n in g.nodes],
-        outputs=[OutputSpec(name=k, value=v) for k, v in g.output_map.items()],
-        ops=list(best.values()),
-        metadata=g.metadata,
-        training=training,
-    )
-    return header, [a for _, a in pnamed] + [a for _, a in tnamed]

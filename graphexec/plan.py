@@ -13,19 +13,33 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import compress
-from typing import Any
+from typing import Any, NamedTuple
 
 from graphexec.errors import GraphError
 from graphexec.graph import Graph, InputDecl
 
-__all__ = ["Plan", "ForwardSchedule", "BackwardSchedule", "plan_for"]
+__all__ = ["Plan", "ForwardSchedule", "BackwardSchedule", "BackStep", "Step", "plan_for"]
 
-#: (gate.forward, input slots, output slot, node index)
-Step = tuple[Callable[..., Any], tuple[int, ...], int, int]
-#: (gate.backward, number of inputs, needs_grad, ((input position, slot), ...) taking a
-#: gradient, output slot, node index, the gate's ``fresh_grads``)
-BackStep = tuple[Callable[..., Any], int, tuple[bool, ...], tuple[tuple[int, int], ...], int, int,
-                 bool]
+
+class Step(NamedTuple):
+    """One node of a forward schedule (a NamedTuple: it unpacks as fast as a tuple)."""
+
+    forward: Callable[..., Any]  # the gate's bound forward
+    inputs: tuple[int, ...]  # input slots
+    out: int  # output slot
+    node: int  # index into ``graph.nodes``
+
+
+class BackStep(NamedTuple):
+    """One node of a backward schedule."""
+
+    backward: Callable[..., Any]  # the gate's bound backward
+    n_inputs: int
+    needs_grad: tuple[bool, ...]  # one per input: does a wrt leaf depend on it?
+    targets: tuple[tuple[int, int], ...]  # (input position, slot) of each input taking a gradient
+    out: int  # output slot
+    node: int  # index into ``graph.nodes``
+    fresh: bool  # the gate's ``fresh_grads`` (see :class:`graphexec.gate.Gate`)
 
 
 @dataclass(frozen=True)
@@ -97,7 +111,7 @@ class Plan:
             if node_out[k] in needed:
                 needed.update(node_inputs[k])
         ks = [k for k, out in enumerate(node_out) if out in needed]
-        steps = tuple([(nodes[k].gate.forward, node_inputs[k], node_out[k], k) for k in ks])
+        steps = tuple([Step(nodes[k].gate.forward, node_inputs[k], node_out[k], k) for k in ks])
         last = {s: i for i, k in enumerate(ks) for s in node_inputs[k]}  # the last reader wins
         keep = {s for _, s in outs}
         release: list[tuple[int, ...]] = [()] * len(ks)
@@ -141,7 +155,7 @@ class Plan:
                 targets = tuple(compress(enumerate(ins), needs))  # (position, slot) pairs
                 gate = nodes[k].gate
                 fresh = getattr(gate, "fresh_grads", False) is True
-                step = (gate.backward, len(ins), needs, targets, out, k, fresh)
+                step = BackStep(gate.backward, len(ins), needs, targets, out, k, fresh)
                 # A node that sends gradients only to leaves (say l2(W)) can wait until the
                 # end: its parameter-sized gradients are then made when the activations are
                 # gone, instead of being held through the whole backward pass.
@@ -154,12 +168,15 @@ _plan_lock = threading.Lock()
 
 
 def plan_for(graph: Graph) -> Plan:
-    """The graph's plan, compiled on first use and shared by every executor of the graph."""
-    plan = getattr(graph, "_plan", None)
+    """The graph's plan, compiled on first use and shared by every executor of the graph.
+
+    The plan is kept on the graph; a plan whose ``graph`` is another object (the graph is a
+    ``copy.copy`` of one that was run, and may declare other inputs or outputs) is not reused.
+    """
+    plan: Plan | None = graph.__dict__.get("_plan")
     if plan is None or plan.graph is not graph:
         with _plan_lock:
-            plan = getattr(graph, "_plan", None)
-            if plan is None:
-                plan = Plan(graph)
-                graph._plan = plan  # type: ignore[attr-defined]
+            plan = graph.__dict__.get("_plan")
+            if plan is None or plan.graph is not graph:
+                plan = graph.__dict__["_plan"] = Plan(graph)
     return plan

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from graphexec.errors import GraphexecError
-from graphexec.fileformat.atomic import atomic_write
+from graphexec.atomic import atomic_write
+from graphexec.errors import PlotError
 from graphexec.graph import Graph
 from graphexec.training.checkpoint import History
 from graphexec.training.train import predict
@@ -25,10 +25,6 @@ __all__ = ["Panel", "PlotError", "check_target", "decision_boundaries", "trainin
 
 GRID_STEP = 0.02  # mesh spacing of a decision-boundary panel, in data units
 MARGIN = 0.2  # room around the data in a panel
-
-
-class PlotError(GraphexecError):
-    """A figure cannot be drawn (matplotlib missing, nothing to draw, unwritable file)."""
 
 
 @dataclass(frozen=True)

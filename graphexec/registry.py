@@ -1,7 +1,10 @@
-"""Gate plugins: discover → load → validate → freeze.
+"""Gate plugins: discover → load → validate; an in-process overlay on top.
 
 Every op, built-in ones included, is a gate class published under the entry-point group
 ``graphexec.gates`` (entry-point name = op name).
+
+This module discovers and resolves; importing and checking one entry point is
+:mod:`graphexec.plugin_load`'s job.
 
 * **Discover** lists the entry points and imports nothing: the result is a read-only table of
   who offers which op name.
@@ -11,8 +14,9 @@ Every op, built-in ones included, is a gate class published under the entry-poin
   cannot be inspected, an exception whose ``repr`` raises) becomes a reported ``PluginError``
   and the other gates still load. A plugin whose import hangs blocks only the graphs that use it.
 * **Validate** checks each class once, at load time.
-* **Freeze**: the loaded gates of a distribution never change afterwards. ``register_gate`` puts
-  a gate in a separate in-process overlay, consulted first.
+* **Overlay**: a distribution's loaded gates are not changed afterwards, but the registry as a
+  whole is mutable: ``register_gate`` puts a gate in a separate in-process overlay, consulted
+  first.
 
 Policy when two distributions offer the same op name: graphexec's own gate wins; otherwise the
 distribution whose name sorts first wins. The loser is listed in ``Registry.conflicts``.
@@ -22,24 +26,37 @@ Set ``GRAPHEXEC_DISABLE_PLUGINS=1`` to load only graphexec's own gates (third-pa
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import threading
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
 from types import MappingProxyType
 from typing import Any
 
-from pydantic import BaseModel
-
-from graphexec.errors import PluginError, UnknownOpError, printable
+from graphexec.errors import InProcessGateWarning, PluginError, UnknownOpError
 from graphexec.gate import Gate
+from graphexec.plugin_load import (
+    BrokenPlugin,
+    DistLoad,
+    Entry,
+    GateInfo,
+    bound,
+    describe_exception,
+    entry_of,
+    gate_input_count,
+    load_dist,
+    load_entry,
+    validate_gate_class,
+)
 
 __all__ = [
     "BrokenPlugin",
+    "describe_exception",
+    "gate_input_count",
+    "load_entry",
+    "validate_gate_class",
     "Entry",
     "GateInfo",
     "InProcessGateWarning",
@@ -59,195 +76,13 @@ GROUP = "graphexec.gates"
 OWN_DIST = "graphexec"
 IN_PROCESS = "<in-process>"
 DISABLE_ENV = "GRAPHEXEC_DISABLE_PLUGINS"
-MAX_MESSAGE = 2000  # characters of one error message; the rest is cut and counted
 #: A distribution name as PyPI accepts it; only such a name is suggested in a ``pip install``
 #: hint (a file may record ``<in-process>`` or worse, which must not become a shell command).
 _PYPI_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,126}[A-Za-z0-9])?")
 
 
-class InProcessGateWarning(UserWarning):
-    """A graph saved with a gate that only this process knows (``register_gate``)."""
-
-
 def _installable(dist: str) -> bool:
     return dist != OWN_DIST and _PYPI_NAME.fullmatch(dist) is not None
-
-
-def _bound(text: str, limit: int = MAX_MESSAGE) -> str:
-    text = printable(text)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}… ({len(text) - limit} more characters cut)"
-
-
-def describe_exception(e: BaseException) -> str:
-    """``repr(e)``, bounded; a repr that itself raises does not escape."""
-    try:
-        text = repr(e)
-    except KeyboardInterrupt:
-        raise
-    except BaseException:  # noqa: BLE001  (a plugin's exception may break anything)
-        text = f"{type(e).__name__}(<repr() raised>)"
-    return _bound(text, 300)
-
-
-@dataclass(frozen=True)
-class GateInfo:
-    """A validated gate class and where it came from."""
-
-    name: str
-    version: int
-    cls: type[Gate]
-    n_inputs: int
-    dist: str
-    dist_version: str
-    module: str
-
-
-@dataclass(frozen=True)
-class BrokenPlugin:
-    """An entry point that could not be loaded, and why (``reason``: the short form)."""
-
-    entry: str
-    dist: str
-    error: str
-    dist_version: str = ""
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A discovered entry point: an op name on offer, not imported yet."""
-
-    name: str
-    dist: str
-    dist_version: str
-    value: str
-    ep: Any  # an importlib.metadata.EntryPoint (or a test's stand-in with .load())
-
-
-def _dist_of(ep: Any) -> tuple[str, str]:
-    try:
-        dist = getattr(ep, "dist", None)
-        if dist is None:
-            return "<unknown>", ""
-        return str(dist.metadata["Name"]), str(dist.version)
-    except Exception:  # noqa: BLE001  (broken metadata must not stop discovery)
-        return "<unknown>", ""
-
-
-def _entry(ep: Any) -> Entry:
-    dist, ver = _dist_of(ep)
-    return Entry(str(ep.name), dist, ver, str(getattr(ep, "value", "?")), ep)
-
-
-# ---------------------------------------------------------------------------- validate
-def gate_input_count(cls: type[Gate]) -> int:
-    """Number of inputs ``cls.forward(self, ctx, *inputs)`` takes; -1 if variadic."""
-    try:
-        params = list(inspect.signature(cls.forward).parameters.values())[2:]
-    except (ValueError, TypeError) as e:
-        raise PluginError(f"gate {cls.name!r}: forward has no inspectable signature "
-                          f"({describe_exception(e)}); define it as def forward(self, ctx, x, ...)"
-                          ) from e
-    if any(p.kind is p.VAR_POSITIONAL for p in params):
-        return -1
-    return len(params)
-
-
-def _check_attrs(obj: type[Gate]) -> None:
-    if not (isinstance(obj.Attrs, type) and issubclass(obj.Attrs, BaseModel)):
-        raise PluginError(f"gate {obj.name!r}: Attrs must be a pydantic BaseModel subclass; "
-                          "inherit graphexec.Attrs")
-    extra = obj.Attrs.model_config.get("extra")
-    if extra != "forbid":
-        raise PluginError(
-            f"gate {obj.name!r}: its Attrs allows extra keys (extra={extra!r}), so a misspelled "
-            "attribute would be dropped silently; inherit graphexec.Attrs (class Attrs(gx.Attrs): "
-            "...) or set model_config = ConfigDict(extra='forbid', frozen=True)")
-    try:
-        obj.Attrs()
-    except Exception as e:  # attributes must all have defaults so a bare gate can be made
-        raise PluginError(f"gate {obj.name!r}: every attribute needs a default "
-                          f"({describe_exception(e)})") from e
-
-
-def validate_gate_class(obj: object, entry: str) -> type[Gate]:
-    """Check the gate contract once, at load time; PluginError names the entry and the fault."""
-    if not (isinstance(obj, type) and issubclass(obj, Gate)):
-        raise PluginError(f"entry point {entry!r} is {_safe_repr(obj)}, not a graphexec.Gate "
-                          "subclass")
-    if not isinstance(obj.name, str) or not obj.name:
-        raise PluginError(f"gate {obj.__qualname__} of {entry!r} has no op name (set name = ...)")
-    if type(obj.version) is not int or obj.version < 1:
-        raise PluginError(f"gate {obj.name!r}: version must be an int >= 1, got "
-                          f"{_safe_repr(obj.version)}")
-    _check_attrs(obj)
-    for meth in ("forward", "backward"):
-        if getattr(obj, meth) is getattr(Gate, meth):
-            raise PluginError(f"gate {obj.name!r} does not define {meth}(self, ctx, ...)")
-    if gate_input_count(obj) == 0:
-        raise PluginError(f"gate {obj.name!r}: forward(self, ctx, *inputs) takes no inputs")
-    return obj
-
-
-def _safe_repr(obj: object) -> str:
-    try:
-        return _bound(repr(obj), 120)
-    except KeyboardInterrupt:
-        raise
-    except BaseException:  # noqa: BLE001
-        return f"<{type(obj).__name__} whose repr() raises>"
-
-
-# ---------------------------------------------------------------------------- load
-def load_entry(entry: Entry) -> GateInfo:
-    """Import one entry point and validate it; every failure short of KeyboardInterrupt
-    becomes a PluginError (whose ``args[1]`` is the short reason)."""
-    where = f"{entry.dist}:{entry.name}"
-    try:
-        obj = entry.ep.load()
-    except KeyboardInterrupt:
-        raise
-    except BaseException as e:
-        why = describe_exception(e)
-        raise PluginError(f"{entry.dist}: cannot import gate {entry.name!r} ({entry.value}): "
-                          f"{why}", f"it failed to import: {why}") from e
-    try:
-        cls = validate_gate_class(obj, where)
-        if cls.name != entry.name:
-            raise PluginError(f"{entry.dist}: entry point {entry.name!r} points at gate "
-                              f"{cls.name!r}; the names must match")
-        return GateInfo(cls.name, cls.version, cls, gate_input_count(cls), entry.dist,
-                        entry.dist_version, str(cls.__module__))
-    except KeyboardInterrupt:
-        raise
-    except PluginError as e:
-        raise PluginError(str(e), f"its gate class is invalid: {e}") from e
-    except BaseException as e:
-        why = describe_exception(e)
-        raise PluginError(f"{where}: the gate class cannot be checked: {why}",
-                          f"its gate class cannot be checked: {why}") from e
-
-
-@dataclass(frozen=True)
-class DistLoad:
-    """One distribution's gates after loading: frozen."""
-
-    gates: Mapping[str, GateInfo]
-    broken: tuple[BrokenPlugin, ...]
-
-
-def _load_dist(entries: Sequence[Entry]) -> DistLoad:
-    gates: dict[str, GateInfo] = {}
-    broken: list[BrokenPlugin] = []
-    for e in entries:
-        try:
-            gates[e.name] = load_entry(e)
-        except PluginError as err:
-            reason = err.args[1] if len(err.args) > 1 else str(err)
-            broken.append(BrokenPlugin(e.name, e.dist, str(err.args[0]), e.dist_version, reason))
-    return DistLoad(MappingProxyType(gates), tuple(broken))
 
 
 def _rank(dist: str) -> tuple[int, str]:
@@ -256,7 +91,7 @@ def _rank(dist: str) -> tuple[int, str]:
 
 class _Table:
     """What discovery found (read-only: op name → entries offering it, in policy order), plus
-    each distribution's gates, loaded on first need and frozen from then on."""
+    each distribution's gates, loaded on first need and not changed after."""
 
     def __init__(self, entries: Iterable[Entry], disabled: Iterable[Entry], off: bool):
         offers: dict[str, list[Entry]] = {}
@@ -283,7 +118,7 @@ class _Table:
             with self._locks[dist]:
                 done = self._loaded.get(dist)
                 if done is None:
-                    done = self._loaded[dist] = _load_dist(self.dists[dist])
+                    done = self._loaded[dist] = load_dist(self.dists[dist])
         return done
 
     def installed(self, op: str) -> GateInfo | None:
@@ -412,7 +247,7 @@ class Registry:
                          f"pip install {' '.join(dists)}")
         if any("not provided" in p or "not one of" in p for p in parts):
             parts.append(f"installed gates: {', '.join(self.names()) or 'none'}")
-        return _bound("; ".join(parts))
+        return bound("; ".join(parts))
 
     # -- the overlay ---------------------------------------------------------------------
     def add(self, info: GateInfo, *, replace: bool = False) -> None:
@@ -449,7 +284,7 @@ def build_registry(eps: Iterable[Any] | None = None) -> Registry:
     ``GRAPHEXEC_DISABLE_PLUGINS`` applies to discovered entry points, not to ``eps`` given.
     """
     off = eps is None and _plugins_disabled()
-    entries = installed_entries() if eps is None else [_entry(ep) for ep in eps]
+    entries = installed_entries() if eps is None else [entry_of(ep) for ep in eps]
     kept = [e for e in entries if not off or e.dist == OWN_DIST]
     skipped = [e for e in entries if off and e.dist != OWN_DIST]
     return Registry(_Table(kept, skipped, off))
@@ -457,7 +292,7 @@ def build_registry(eps: Iterable[Any] | None = None) -> Registry:
 
 def installed_entries() -> list[Entry]:
     """Every installed ``graphexec.gates`` entry point (imports nothing; ignores DISABLE_ENV)."""
-    return [_entry(ep) for ep in entry_points(group=GROUP)]
+    return [entry_of(ep) for ep in entry_points(group=GROUP)]
 
 
 def discover() -> Registry:

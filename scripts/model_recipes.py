@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from graphexec.builder import GraphBuilder
-from graphexec.graph import Graph, Training
+from graphexec.graph import Graph
+from graphexec.header import Training
 from graphexec.training import nn
 from graphexec.training.checkpoint import TrainSpec
 from graphexec.training.optim import Adam

@@ -13,7 +13,7 @@ import pytest
 
 import graphexec as gx
 from graphexec.cli.main import main
-from graphexec.fileformat.atomic import atomic_write
+from graphexec.atomic import atomic_write
 
 posix = pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes, links and FIFOs")
 

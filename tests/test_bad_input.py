@@ -351,7 +351,7 @@ def test_clean_text_output_is_always_valid_text():
 def test_a_checkpoint_field_holding_a_huge_list_gives_one_short_line():
     """It gave a 600 KB line: the message quoted the whole list."""
     from graphexec.checkpoint import read_spec
-    from graphexec.graph import Training
+    from graphexec.header import Training
 
     with pytest.raises(gx.GraphFileError) as info:
         read_spec(Training(spec={"epochs": list(range(200_000))}))

@@ -6,7 +6,7 @@ import pytest
 import graphexec as gx
 from graphexec.checkpoint import History, TrainSpec, TrainState, read_spec, read_state, to_training
 from graphexec.errors import GraphFileError
-from graphexec.graph import Training
+from graphexec.header import Training
 
 from conftest import MODELS
 

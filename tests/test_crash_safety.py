@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import graphexec as gx
-from graphexec.fileformat import atomic
+from graphexec import atomic
 
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork and SIGKILL")
 

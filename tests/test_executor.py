@@ -258,3 +258,108 @@ def test_seed_with_explicit_upstream_gradient():
     ex.forward(x=x)
     g1 = ex.backward({"s": 1.0}, wrt=["x"])
     np.testing.assert_allclose(g["x"], 2 * g1["x"], rtol=1e-15)
+
+
+# ---------------------------------------------------------------------------- ExecutionError
+class _Boom(gx.Gate):
+    """Raises a plain Python error in forward (or, with ``where='backward'``, in backward)."""
+
+    name, version = "boom_exec", 1
+
+    def forward(self, ctx, x):
+        if np.any(x < 0):
+            raise ZeroDivisionError("negative input")
+        return x * 1.0
+
+    def backward(self, ctx, dy):
+        raise KeyError("no gradient here")
+
+
+def _boom_graph():
+    gx.register_gate(_Boom, replace=True)  # the conftest fixture undoes it
+    b = gx.GraphBuilder("boom")
+    x = b.input("x", shape=(2,))
+    b.output(b.op("sum", b.op("boom_exec", x, name="bang")), "f")
+    return b.build()
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_gate_failing_at_run_time_raises_execution_error_naming_the_node(keep):
+    g = _boom_graph()
+    run = gx.Executor(g).forward if keep else (lambda **kw: gx.run(g, **kw))
+    assert run(x=[1.0, 2.0])["f"] == 3.0
+    with pytest.raises(gx.ExecutionError) as info:
+        run(x=[-1.0, 2.0])
+    assert str(info.value) == ("node 'bang' (boom_exec) failed in forward: ZeroDivisionError: "
+                               "negative input")
+    assert isinstance(info.value, gx.GraphError)  # old `except GraphError` clauses still work
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+
+
+def test_a_gate_failing_in_backward_raises_execution_error():
+    ex = gx.Executor(_boom_graph())
+    ex.forward(x=[1.0, 2.0])
+    with pytest.raises(gx.ExecutionError, match=r"node 'bang' \(boom_exec\) failed in backward: "
+                                                r"KeyError"):
+        ex.backward()
+
+
+def test_a_wrong_gradient_is_an_execution_error():
+    class Bad(gx.Gate):
+        name, version = "bad_grad2", 1
+
+        def forward(self, ctx, x):
+            return x * 2
+
+        def backward(self, ctx, dy):
+            return (dy.sum(),)
+
+    gx.register_gate(Bad, replace=True)
+    b = gx.GraphBuilder("bad")
+    x = b.input("x", shape=(3,))
+    b.output(b.op("sum", b.op("bad_grad2", x, name="oops")), "f")
+    ex = gx.Executor(b.build())
+    ex.forward(x=[1.0, 2.0, 3.0])
+    with pytest.raises(gx.ExecutionError, match=r"node 'oops': gate 'bad_grad2'"):
+        ex.backward()
+
+
+def test_an_invalid_graph_or_a_usage_mistake_is_a_graph_error_not_an_execution_error():
+    g = chain_graph()
+    with pytest.raises(gx.GraphError) as info:
+        gx.Executor(g).forward(x=np.ones((2, 4)))  # wrong shape: caught before any gate runs
+    assert not isinstance(info.value, gx.ExecutionError)
+    with pytest.raises(gx.GraphError) as info:
+        gx.Executor(g).backward()
+    assert not isinstance(info.value, gx.ExecutionError)
+
+
+# ---------------------------------------------------------------------------- plans
+def test_a_shallow_copy_of_a_graph_gets_its_own_plan():
+    import copy
+
+    g = chain_graph()
+    ex = gx.Executor(g)
+    x = np.ones((2, 3))
+    assert set(ex.forward(x=x)) == {"loss", "s"}
+    g2 = copy.copy(g)
+    g2.output_map = {"h": "h"}  # the copy shows another value
+    assert set(gx.Executor(g2).forward(x=x)) == {"h"}
+    np.testing.assert_allclose(gx.run(g2, x=x)["h"], x @ g.params["W"])
+    assert set(gx.Executor(g).forward(x=x)) == {"loss", "s"}  # the original is unchanged
+    assert gx.Executor(g).plan is ex.plan  # and still shares its plan
+
+
+def test_plan_steps_name_their_fields():
+    g = chain_graph()
+    ex = gx.Executor(g)
+    fwd = ex.plan.forward()
+    assert [g.nodes[s.node].name for s in fwd.steps] == ["h", "s", "loss"]
+    assert fwd.steps[0].inputs == (ex.plan.slot["x"], ex.plan.slot["W"])
+    assert fwd.steps[-1].out == ex.plan.slot["loss"]
+    bwd = ex.plan.backward(fwd, ["loss"], ["W"])
+    first = bwd.steps[0]
+    assert g.nodes[first.node].name == "loss" and first.n_inputs == 1
+    last = bwd.steps[-1]  # matmul: a gradient for W only (x is data)
+    assert last.needs_grad == (False, True) and last.targets == ((1, ex.plan.slot["W"]),)
+    assert last.fresh is True

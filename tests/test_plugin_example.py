@@ -180,7 +180,7 @@ NEWER = """
 import sys
 import graphexec as gx
 from graphexec.fileformat import encode
-from graphexec.graph import to_header
+from graphexec.header import to_header
 
 header, arrays = to_header(gx.load(sys.argv[1]))
 nodes = [n.model_copy(update={"version": 2}) if n.op == "gelu" else n for n in header.nodes]

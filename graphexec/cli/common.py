@@ -12,14 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from graphexec.errors import GraphexecError
+from graphexec.errors import UsageError as UsageError  # re-exported: the verbs import it from here
 from graphexec.graph import Graph
 
 NPY_MAGIC = b"\x93NUMPY"
-
-
-class UsageError(GraphexecError):
-    """A command-line mistake (bad -i value, missing file): exit 2 with one line."""
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

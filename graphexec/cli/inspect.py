@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 import graphexec as gx
+from graphexec.atomic import atomic_write
 from graphexec.cli.common import (
     UsageError,
     check_feed,
@@ -23,7 +24,6 @@ from graphexec.cli.common import (
 )
 from graphexec.errors import GraphexecError, UnknownOpError
 from graphexec.fileformat import read_header
-from graphexec.fileformat.atomic import atomic_write
 from graphexec.fileformat.schema import Header
 from graphexec.registry import registry
 

@@ -18,7 +18,8 @@ import graphexec as gx
 from graphexec.cli.common import UsageError, emit_json
 from graphexec.cli.predict import add_cluster_flags, sweep_graphs
 from graphexec.cli.resume import Tracker, check_resume, interrupted, total_epochs
-from graphexec.graph import Graph, Training
+from graphexec.graph import Graph
+from graphexec.header import Training
 from graphexec.plots import check_target
 from graphexec.training import nn
 from graphexec.training.checkpoint import History, TrainSpec, read_spec

@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from graphexec.errors import GraphexecError
+from graphexec.errors import DistributedError as DistributedError  # re-exported for _predict/_sweep
 
 __all__ = [
     "BLAS_THREAD_VARS",
@@ -42,10 +42,6 @@ WORKER_ENV = {name: "1" for name in BLAS_THREAD_VARS}
 #: Variables removed from the environment the worker processes inherit.
 WORKER_UNSET = ("MALLOC_TRIM_THRESHOLD_",)
 CONNECT_TIMEOUT = "10s"  # a hang guard: a scheduler that does not answer in 10 s is not there
-
-
-class DistributedError(GraphexecError):
-    """Dask is missing, a scheduler cannot be reached, or a sweep or prediction is ill-posed."""
 
 
 def require() -> Any:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import re
 import stat
 import struct
 import sys
@@ -22,10 +21,11 @@ import msgpack
 import numpy as np
 import pydantic
 
-from graphexec.errors import GraphFileError
-from graphexec.fileformat.atomic import atomic_write
-from graphexec.fileformat.scan import ScanError, scan
-from graphexec.fileformat.schema import DTYPES, Header, TensorEntry
+from graphexec.atomic import atomic_write
+from graphexec.dtypes import DTYPES
+from graphexec.errors import GraphFileError, ScanError, first_problem
+from graphexec.fileformat.scan import scan
+from graphexec.fileformat.schema import Header, TensorEntry
 
 __all__ = [
     "FORMAT_VERSION",
@@ -156,7 +156,7 @@ def encode(header: Header, tensors: Sequence[np.ndarray]) -> Iterator[bytes | me
 
 
 def write_file(path: str | os.PathLike[str], header: Header, tensors: Sequence[np.ndarray]) -> None:
-    """Write a graph file atomically (see :func:`graphexec.fileformat.atomic.atomic_write`)."""
+    """Write a graph file atomically (see :func:`graphexec.atomic.atomic_write`)."""
     atomic_write(path, encode(header, tensors))
 
 
@@ -207,21 +207,6 @@ def _no_ext(code: int, data: bytes) -> Any:
     raise ValueError(f"msgpack extension type {code} is not allowed")
 
 
-_PLAIN_LOC = re.compile(r"[A-Za-z0-9_.:\-\[\]]{1,64}")
-
-
-def describe_loc(loc: Sequence[int | str]) -> str:
-    """A pydantic error location as ``a.0.b``; a part that came from the file and is not a plain
-    name (control characters, markup, very long) is shown escaped and cut, never raw."""
-    parts = []
-    for p in loc:
-        text = str(p)
-        if not (isinstance(p, int) or _PLAIN_LOC.fullmatch(text)):
-            text = ascii(text[:64]) + ("..." if len(text) > 64 else "")
-        parts.append(text)
-    return ".".join(parts) or "header"
-
-
 def _decode_header(raw: bytes, limits: Limits) -> Header:
     limits = limits.resolve(len(raw))
     assert limits.max_array_len is not None and limits.max_header_items is not None
@@ -245,10 +230,9 @@ def _decode_header(raw: bytes, limits: Limits) -> Header:
     try:
         return Header.model_validate(obj)
     except pydantic.ValidationError as e:
-        err = e.errors(include_url=False, include_context=False, include_input=False)[0]
-        where = describe_loc(err["loc"])
+        where, what = first_problem(e)
         more = f" (and {e.error_count() - 1} more problems)" if e.error_count() > 1 else ""
-        raise GraphFileError(f"invalid header at {where}: {err['msg']}{more}") from e
+        raise GraphFileError(f"invalid header at {where}: {what}{more}") from e
 
 
 def _check_tensor_index(header: Header, data_start: int, size: int) -> None:

@@ -21,11 +21,9 @@ and duplicate keys are left to the decoder, which checks them as it builds each 
 
 from __future__ import annotations
 
+from graphexec.errors import ScanError
+
 __all__ = ["ScanError", "scan"]
-
-
-class ScanError(ValueError):
-    """The bytes are not an acceptable msgpack header; the message says why and where."""
 
 
 SCALAR, STR, ARRAY, MAP, FORBIDDEN = range(5)

@@ -7,7 +7,7 @@ Every model forbids unknown fields, takes no type coercion (``strict``) and is f
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Optional, Union
 
 from pydantic import (
     BaseModel,
@@ -18,8 +18,9 @@ from pydantic import (
     WrapValidator,
 )
 
+from graphexec.dtypes import DType
+
 __all__ = [
-    "DTYPES",
     "Header",
     "InputSpec",
     "NodeSpec",
@@ -29,15 +30,6 @@ __all__ = [
     "TrainingSection",
     "clean_text",
 ]
-
-#: The closed dtype table: file name -> numpy little-endian type string.
-DTYPES: dict[str, str] = {
-    "float32": "<f4",
-    "float64": "<f8",
-    "int32": "<i4",
-    "int64": "<i8",
-    "bool": "|b1",
-}
 
 MAX_RANK = 32
 MAX_DIM = 2**62
@@ -60,7 +52,6 @@ def clean_text(text: str) -> str:
     """``text`` made acceptable as :data:`Text`: forbidden characters become spaces, cut to
     :data:`MAX_TEXT` characters."""
     return _FORBIDDEN.sub(" ", text)[:MAX_TEXT]
-DType = Literal["float32", "float64", "int32", "int64", "bool"]
 Dim = Annotated[int, Field(ge=0, le=MAX_DIM)]
 Scalar = Union[bool, int, float, Text, None]
 #: A list that stops validating at its first bad item: a hostile header of a million bad items

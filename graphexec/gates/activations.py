@@ -15,7 +15,7 @@ class Sigmoid(Gate):
     """y = 1 / (1 + e^-x).  Local gradient dy/dx = y (1 - y)."""
 
     name, version = "sigmoid", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
     sample_inputs = staticmethod(unary_sample)
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
@@ -32,7 +32,7 @@ class Tanh(Gate):
     """y = tanh x = (e^x - e^-x) / (e^x + e^-x).  Local gradient dy/dx = 1 - y²."""
 
     name, version = "tanh", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
     sample_inputs = staticmethod(unary_sample)
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
@@ -53,7 +53,7 @@ class ReLU(Gate):
     """
 
     name, version = "relu", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
     sample_inputs = staticmethod(unary_sample)
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
@@ -68,7 +68,7 @@ class LeakyReLU(Gate):
     """y = x if x > 0 else αx, with a fixed small slope α.  Local gradient 1 or α."""
 
     name, version = "leaky_relu", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
 
     class Attrs(Attrs):
         model_config = ConfigDict(extra="forbid", frozen=True)
@@ -96,7 +96,7 @@ class PReLU(Gate):
     """
 
     name, version = "prelu", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
 
     def forward(self, ctx: Ctx, x: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         ctx.x, ctx.alpha, ctx.mask = x, alpha, x > 0
@@ -123,7 +123,7 @@ class ELU(Gate):
     """
 
     name, version = "elu", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
 
     class Attrs(Attrs):
         model_config = ConfigDict(extra="forbid", frozen=True)
@@ -150,7 +150,7 @@ class Maxout(Gate):
     """
 
     name, version = "maxout", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
 
     def forward(self, ctx: Ctx, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
         _maxout_shapes(x, w, b)

@@ -60,7 +60,7 @@ class Mul(Gate):
     """z = x * y.  Local gradients y and x: the mul gate swaps its inputs ("swap multiplier")."""
 
     name, version = "mul", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
     sample_inputs = staticmethod(binary_sample)
 
     def forward(self, ctx: Ctx, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -84,7 +84,7 @@ class Div(Gate):
     """
 
     name, version = "div", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
 
     def forward(self, ctx: Ctx, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         ints = x.dtype.kind in "iu" and y.dtype.kind in "iu"
@@ -122,7 +122,7 @@ class Neg(Gate):
     """y = -x.  Local gradient -1."""
 
     name, version = "neg", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
     sample_inputs = staticmethod(unary_sample)
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
@@ -136,7 +136,7 @@ class Exp(Gate):
     """y = e^x.  Local gradient e^x = y."""
 
     name, version = "exp", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
     sample_inputs = staticmethod(unary_sample)
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
@@ -151,7 +151,7 @@ class Log(Gate):
     """y = ln x.  Local gradient 1/x."""
 
     name, version = "log", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
         ctx.x = x
@@ -169,7 +169,7 @@ class Square(Gate):
     """y = x².  Local gradient 2x."""
 
     name, version = "square", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
     sample_inputs = staticmethod(unary_sample)
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
@@ -190,7 +190,7 @@ class Max(Gate):
     """
 
     name, version = "max", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
     sample_inputs = staticmethod(binary_sample)
 
     def forward(self, ctx: Ctx, x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -43,7 +43,7 @@ class MatMul(Gate):
     """
 
     name, version = "matmul", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
 
     def forward(self, ctx: Ctx, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         ctx.x, ctx.w = x, w
@@ -67,7 +67,7 @@ class Affine(Gate):
     """
 
     name, version = "affine", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
 
     def forward(self, ctx: Ctx, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
         z = np.asarray(x @ w)

@@ -50,7 +50,7 @@ class SoftmaxCrossEntropy(Gate):
     """
 
     name, version = "softmax_cross_entropy", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
     sample_inputs = staticmethod(sample_scores_labels)
 
     def forward(self, ctx: Ctx, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -81,7 +81,7 @@ class SVMLoss(Gate):
     """
 
     name, version = "svm_loss", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
     sample_inputs = staticmethod(sample_scores_labels)
 
     def forward(self, ctx: Ctx, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -105,7 +105,7 @@ class L2(Gate):
     strength ``scale``.  Local gradient scale · x."""
 
     name, version = "l2", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
 
     class Attrs(Attrs):
         model_config = ConfigDict(extra="forbid", frozen=True)

@@ -8,24 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from graphexec.errors import GraphError, GraphexecError
+from graphexec.dtypes import ONNX_DTYPES
+from graphexec.errors import OnnxExportError, OnnxImportError, OnnxUnavailableError
 
 __all__ = ["ONNX_DTYPES", "OnnxExportError", "OnnxImportError", "OnnxUnavailableError",
            "custom_domain", "numpy_dtype", "onnx_elem_type", "require_onnx"]
 
 INSTALL_HINT = "pip install 'graphexec[onnx]'"
-
-
-class OnnxUnavailableError(GraphexecError):
-    """The optional ``onnx`` package is not installed."""
-
-
-class OnnxImportError(GraphError):
-    """An ONNX model uses ops (or op settings) that graphexec cannot represent."""
-
-
-class OnnxExportError(GraphError):
-    """A graph cannot be written as ONNX (e.g. an input whose rank is unknown)."""
 
 
 def require_onnx() -> ModuleType:
@@ -43,8 +32,6 @@ def require_onnx() -> ModuleType:
     return onnx
 
 
-#: graphexec dtype name -> ONNX TensorProto element type (the closed table of the file format).
-ONNX_DTYPES = {"float32": 1, "float64": 11, "int32": 6, "int64": 7, "bool": 9}
 _FROM_ONNX = {v: k for k, v in ONNX_DTYPES.items()}
 
 

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from graphexec.dtypes import DTYPE_NAMES
 from graphexec.errors import GraphexecError
-from graphexec.graph import DTYPE_NAMES, validate_attrs
+from graphexec.graph import validate_attrs
 from graphexec.onnx_io.emitters import EMITTERS, Emitter
 from graphexec.registry import OWN_DIST, registry
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from graphexec.graph import DTYPE_NAMES, InputDecl, NodeDef
+from graphexec.dtypes import DTYPE_NAMES
+from graphexec.graph import InputDecl, NodeDef
 from graphexec.onnx_io.common import OnnxImportError
 from graphexec.onnx_io.recognize import recognize
 

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from graphexec.errors import GraphFileError
-from graphexec.graph import Training
+from graphexec.header import Training
 
 __all__ = ["History", "TrainSpec", "TrainState", "read_spec", "read_state", "to_training"]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graphexec.errors import GraphexecError
+from graphexec.errors import DataError
 
 __all__ = [
     "DataError",
@@ -41,9 +41,6 @@ CIFAR_CLASSES = 10
 PICKLE_MAGIC = 0x80  # first byte of any pickle of protocol 2 or newer
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive with files / an empty one
 
-
-class DataError(GraphexecError):
-    """A dataset could not be made or read: bad argument, missing file, bad content."""
 
 
 # --------------------------------------------------------------------------- generated data

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from graphexec.errors import GraphexecError
+from graphexec.errors import OptimError
 from graphexec.training.checks import Positive, Unit, check_kwargs, checked
 from graphexec.training.rules import (
     State,
@@ -50,9 +50,6 @@ __all__ = [
     "rmsprop_step",
     "sgd_step",
 ]
-
-class OptimError(GraphexecError):
-    """An optimiser or schedule got a bad hyperparameter, gradient or saved state."""
 
 
 #: Config name -> optimiser class; every :class:`Optimizer` subclass with a ``name`` adds itself.

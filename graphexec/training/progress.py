@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
+from graphexec.errors import TrainingError
+
 if TYPE_CHECKING:
     from graphexec.training.train import EpochEnd
 
@@ -46,8 +48,6 @@ def progress_bar(progress: bool | None, total: int, initial: int) -> Any:
     try:
         from tqdm import tqdm
     except ImportError as e:
-        from graphexec.training.train import TrainingError
-
         raise TrainingError("progress=True needs tqdm: pip install graphexec[progress] "
                             "(or pass progress=False)") from e
     return tqdm(total=total, initial=initial, unit="step", file=sys.stderr, leave=True,

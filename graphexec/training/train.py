@@ -24,7 +24,7 @@ import numpy as np
 
 from graphexec import inference
 from graphexec.api import save
-from graphexec.errors import GraphError, GraphexecError
+from graphexec.errors import GraphError, TrainingError
 from graphexec.executor import Executor, check_input
 from graphexec.graph import Graph
 from graphexec.training.checkpoint import (
@@ -50,10 +50,6 @@ EVAL_CHUNK = 4096  # rows per forward pass when measuring accuracy (bounds the m
 DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 64, "optimizer": "adam", "lr": 1e-3,
                             "seed": 0}
 Split = tuple[np.ndarray, np.ndarray]
-
-
-class TrainingError(GraphexecError):
-    """Training cannot start or cannot go on (bad settings or data, a loss that is not finite)."""
 
 
 @dataclass(frozen=True)

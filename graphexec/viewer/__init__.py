@@ -16,9 +16,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from graphexec.atomic import atomic_write
 from graphexec.draw import DrawError
 from graphexec.errors import GraphError
-from graphexec.fileformat.atomic import atomic_write
 from graphexec.graph import Graph
 from graphexec.viewer.page import page_html
 from graphexec.viewer.scene import FLAT_MAX

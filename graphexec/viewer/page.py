@@ -41,7 +41,8 @@ def _dagre() -> str:
     """The vendored dagre (MIT; licence kept beside it and in the page), without its source-map
     comment, which would point outside the page."""
     code = re.sub(r"//# sourceMappingURL=\S*\s*$", "", _asset("vendor/dagre.min.js"))
-    return "/*! dagre 3.1.3 (@dagrejs/dagre), MIT licence:\n" + _asset("vendor/dagre.LICENSE.txt") + "*/\n" + code
+    licence = _asset("vendor/dagre.LICENSE.txt")
+    return "/*! dagre 3.1.3 (@dagrejs/dagre), MIT licence:\n" + licence + "*/\n" + code
 
 
 def page_html(data: dict[str, Any], *, need_dagre: bool, version: str) -> str:
