@@ -43,6 +43,8 @@ class GraphBuilder:
         self.metadata = dict(metadata or {})
         self._inputs: list[InputDecl] = []
         self._params: dict[str, np.ndarray] = {}
+        self._buffers: dict[str, np.ndarray] = {}
+        self._frozen: set[str] = set()
         self._nodes: list[NodeDef] = []
         self._outputs: dict[str, str] = {}
 
@@ -52,11 +54,24 @@ class GraphBuilder:
         self._inputs.append(InputDecl(name, _dtype(dtype), None if shape is None else tuple(shape)))
         return Value(name)
 
-    def param(self, name: str, value: Any, dtype: Any = None) -> Value:
-        """Add a learned parameter (copied into a fresh, writable, C-ordered array)."""
+    def param(self, name: str, value: Any, dtype: Any = None, *, trainable: bool = True) -> Value:
+        """Add a learned parameter (copied into a fresh, writable, C-ordered array);
+        ``trainable=False`` freezes it: training leaves it exactly as it is."""
         arr = np.array(value, dtype=dtype, order="C", copy=True)
         _dtype(arr.dtype)
         self._params[name] = arr
+        if trainable:
+            self._frozen.discard(name)
+        else:
+            self._frozen.add(name)
+        return Value(name)
+
+    def buffer(self, name: str, value: Any, dtype: Any = None) -> Value:
+        """Add a buffer: named state that nodes read but nothing trains or differentiates
+        (batch-norm running statistics, say); saved and loaded with the graph."""
+        arr = np.array(value, dtype=dtype, order="C", copy=True)
+        _dtype(arr.dtype)
+        self._buffers[name] = arr
         return Value(name)
 
     def op(self, op: str, *inputs: Value | str, name: str | None = None, **attrs: Any) -> Value:
@@ -80,7 +95,8 @@ class GraphBuilder:
         """Check names, edges, cycles, ops and attributes; then, if every input declares a
         shape, run one forward pass on small sample data to check that the shapes fit."""
         g = make_graph(self.name, self._inputs, self._params, self._nodes, self._outputs,
-                       metadata=self.metadata)
+                       metadata=self.metadata, buffers=self._buffers,
+                       frozen=[k for k in self._params if k in self._frozen])
         if check_shapes and all(d.shape is not None for d in g.input_decls):
             probe_shapes(g)
         return g

@@ -6,7 +6,7 @@ each op resolved in the registry, each node's attributes validated by its gate's
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,7 @@ import pydantic
 from graphexec.errors import GraphError, printable
 from graphexec.fileformat import Header, tensor_entries
 from graphexec.fileformat.codec import describe_loc
-from graphexec.fileformat.schema import InputSpec, NodeSpec, OpSpec, OutputSpec, TrainingSection
+from graphexec.fileformat.schema import HeaderV2, InputSpec, NodeSpec, OpSpec, OutputSpec, TrainingSection
 from graphexec.gate import Gate, describe_attrs
 from graphexec.registry import GateInfo, Registry, registry
 
@@ -71,20 +71,31 @@ class Training:
 class Graph:
     """A loaded or built graph: declared inputs, parameters, nodes in execution order, outputs.
 
-    ``params`` are writable arrays that optimisers update in place. A Graph is never written
-    during a run, so any number of executors (threads) can share it.
+    ``params`` are writable arrays that optimisers update in place; those named in ``frozen``
+    are not trained. ``buffers`` are named non-trainable state (running statistics, say) that
+    nodes read like any value and that a training-mode forward may replace (see
+    ``docs/architecture.md``). Evaluation-mode runs never write a Graph, so any number of
+    executors (threads) can share it.
     """
 
     def __init__(self, name: str, inputs: Sequence[InputDecl], params: dict[str, np.ndarray],
                  nodes: Sequence[Node], outputs: Mapping[str, str],
-                 metadata: Mapping[str, str] | None = None, training: Training | None = None):
+                 metadata: Mapping[str, str] | None = None, training: Training | None = None,
+                 buffers: dict[str, np.ndarray] | None = None, frozen: Iterable[str] = ()):
         self.name = name
         self.input_decls = list(inputs)
         self.params = params
+        self.buffers = buffers if buffers is not None else {}
+        self.frozen = frozenset(frozen)
         self.nodes = list(nodes)
         self.output_map = dict(outputs)
         self.metadata = dict(metadata or {})
         self.training = training
+
+    @property
+    def trainable(self) -> list[str]:
+        """The names of the parameters that training updates (every one not frozen)."""
+        return [k for k in self.params if k not in self.frozen]
 
     @property
     def inputs(self) -> list[str]:
@@ -101,10 +112,11 @@ class Graph:
 
 # ---------------------------------------------------------------------------- checks
 def _check_names(inputs: Sequence[InputDecl], params: Mapping[str, np.ndarray],
-                 defs: Sequence[NodeDef], outputs: Mapping[str, str]) -> None:
+                 defs: Sequence[NodeDef], outputs: Mapping[str, str],
+                 buffers: Mapping[str, np.ndarray], frozen: Iterable[str]) -> None:
     seen: dict[str, str] = {}
     for kind, name in ([("input", d.name) for d in inputs] + [("param", p) for p in params]
-                       + [("node", d.name) for d in defs]):
+                       + [("buffer", b) for b in buffers] + [("node", d.name) for d in defs]):
         if name in seen:
             raise GraphError(f"duplicate name {name!r}: used by a {seen[name]} and a {kind}")
         seen[name] = kind
@@ -116,6 +128,11 @@ def _check_names(inputs: Sequence[InputDecl], params: Mapping[str, np.ndarray],
     for out, src in outputs.items():
         if src not in seen:
             raise GraphError(f"output {out!r} shows {src!r}, which nothing produces")
+    for name in frozen:
+        if seen.get(name) != "param":
+            what = f"a {seen[name]}" if name in seen else "nothing of that name exists"
+            raise GraphError(f"{name!r} is marked frozen, but only parameters can be frozen "
+                             f"({what}); the parameters are {list(params)[:8]}")
 
 
 def _order(defs: Sequence[NodeDef]) -> list[NodeDef]:
@@ -239,14 +256,17 @@ def make_graph(name: str, inputs: Sequence[InputDecl], params: dict[str, np.ndar
                defs: Sequence[NodeDef], outputs: Mapping[str, str], *,
                metadata: Mapping[str, str] | None = None, training: Training | None = None,
                provenance: Mapping[str, tuple[str, str]] | None = None,
-               reg: Registry | None = None) -> Graph:
+               reg: Registry | None = None, buffers: dict[str, np.ndarray] | None = None,
+               frozen: Iterable[str] = ()) -> Graph:
     """Check, order and bind a graph. ``provenance`` maps op -> (dist, version) from a file."""
-    _check_names(inputs, params, defs, outputs)
+    buffers = buffers if buffers is not None else {}
+    frozen = list(frozen)
+    _check_names(inputs, params, defs, outputs, buffers, frozen)
     reg = reg or registry()
     prov, ordered = provenance or {}, _order(defs)
     reg.require((d.op, d.version or 1, *prov.get(d.op, ("", ""))) for d in ordered)  # all at once
     nodes = [_bind(d, reg, prov) for d in ordered]
-    return Graph(name, inputs, params, nodes, outputs, metadata, training)
+    return Graph(name, inputs, params, nodes, outputs, metadata, training, buffers, frozen)
 
 
 # ---------------------------------------------------------------------------- header <-> graph
@@ -259,9 +279,16 @@ def _unique(what: str, names: Sequence[str]) -> None:
 
 
 def from_header(header: Header, arrays: Sequence[np.ndarray], reg: Registry | None = None) -> Graph:
-    """Build a graph from a validated header and its tensors (params first, then training)."""
+    """Build a graph from a validated header and its tensors (params, buffers, then training)."""
     n = len(header.params)
     params = {e.name: a for e, a in zip(header.params, arrays[:n])}
+    buffers: dict[str, np.ndarray] = {}
+    frozen: list[str] = []
+    if isinstance(header, HeaderV2):
+        buffers = {e.name: a for e, a in zip(header.buffers, arrays[n:n + len(header.buffers)])}
+        n += len(header.buffers)
+        _unique("frozen name", header.frozen)
+        frozen = header.frozen
     training = None
     if header.training is not None:
         t = header.training
@@ -274,7 +301,8 @@ def from_header(header: Header, arrays: Sequence[np.ndarray], reg: Registry | No
     _unique("ops entry for op", [o.op for o in header.ops])
     provenance = {o.op: (o.dist, o.dist_version) for o in header.ops}
     return make_graph(header.name, inputs, params, defs, {o.name: o.value for o in header.outputs},
-                      metadata=header.metadata, training=training, provenance=provenance, reg=reg)
+                      metadata=header.metadata, training=training, provenance=provenance, reg=reg,
+                      buffers=buffers, frozen=frozen)
 
 
 def _plain(v: Any) -> Any:
@@ -313,6 +341,10 @@ def _to_header(g: Graph) -> tuple[Header, list[np.ndarray]]:
     _savable("parameter", pnamed)
     pentries = tensor_entries(pnamed)
     end = pentries[-1].offset + pentries[-1].nbytes if pentries else 0
+    bnamed = [(k, np.asarray(v)) for k, v in g.buffers.items()]
+    _savable("buffer", bnamed)
+    bentries = tensor_entries(bnamed, end)
+    end = bentries[-1].offset + bentries[-1].nbytes if bentries else end
     training, tnamed = None, []
     if g.training is not None:
         tnamed = [(k, np.asarray(v)) for k, v in g.training.tensors.items()]
@@ -323,7 +355,7 @@ def _to_header(g: Graph) -> tuple[Header, list[np.ndarray]]:
     best: dict[str, OpSpec] = {}
     for op, dist, dver, ver in ops:  # one entry per op, with the highest version the graph uses
         best[op] = OpSpec(op=op, version=ver, dist=dist, dist_version=dver)
-    header = Header(
+    fields: dict[str, Any] = dict(
         name=g.name,
         inputs=[InputSpec(name=d.name, dtype=d.dtype.name,  # type: ignore[arg-type]
                           shape=None if d.shape is None else list(d.shape)) for d in g.input_decls],
@@ -335,4 +367,10 @@ def _to_header(g: Graph) -> tuple[Header, list[np.ndarray]]:
         metadata=g.metadata,
         training=training,
     )
-    return header, [a for _, a in pnamed] + [a for _, a in tnamed]
+    # The oldest version that can hold the graph: version 2 only for buffers or frozen params.
+    if g.buffers or g.frozen:
+        frozen = [k for k in g.params if k in g.frozen]  # graph order: canonical bytes
+        header: Header = HeaderV2(**fields, buffers=bentries, frozen=frozen)
+    else:
+        header = Header(**fields)
+    return header, [a for _, a in pnamed] + [a for _, a in bnamed] + [a for _, a in tnamed]
