@@ -18,8 +18,9 @@ from graphexec.errors import GraphError, printable
 from graphexec.fileformat import Header, tensor_entries
 from graphexec.fileformat.codec import describe_loc
 from graphexec.fileformat.schema import HeaderV2, InputSpec, NodeSpec, OpSpec, OutputSpec, TrainingSection
-from graphexec.gate import Gate, describe_attrs
+from graphexec.gate import Gate, Spec, describe_attrs
 from graphexec.registry import GateInfo, Registry, registry
+from graphexec.shapes import infer_specs
 
 __all__ = ["Graph", "InputDecl", "Node", "NodeDef", "Training", "make_graph", "from_header", "to_header"]
 
@@ -91,6 +92,8 @@ class Graph:
         self.output_map = dict(outputs)
         self.metadata = dict(metadata or {})
         self.training = training
+        #: Each value's shape and dtype as known before running (see graphexec.shapes).
+        self.specs: dict[str, Spec] = {}
 
     @property
     def trainable(self) -> list[str]:
@@ -266,7 +269,9 @@ def make_graph(name: str, inputs: Sequence[InputDecl], params: dict[str, np.ndar
     prov, ordered = provenance or {}, _order(defs)
     reg.require((d.op, d.version or 1, *prov.get(d.op, ("", ""))) for d in ordered)  # all at once
     nodes = [_bind(d, reg, prov) for d in ordered]
-    return Graph(name, inputs, params, nodes, outputs, metadata, training, buffers, frozen)
+    g = Graph(name, inputs, params, nodes, outputs, metadata, training, buffers, frozen)
+    g.specs = infer_specs(inputs, {**params, **buffers}, nodes)
+    return g
 
 
 # ---------------------------------------------------------------------------- header <-> graph

@@ -315,3 +315,82 @@ def test_resume_with_dropout_and_buffer_updates_is_bit_identical(toys, tmp_path)
     for k in whole.params:
         np.testing.assert_array_equal(resumed.params[k], whole.params[k])
     np.testing.assert_array_equal(resumed.buffers["rm"], whole.buffers["rm"])
+
+
+# ---------------------------------------------------------------------------- editing
+ROOT = Path(__file__).parent.parent
+
+
+def test_from_graph_round_trips_and_never_changes_the_original(toys):
+    g = _net()
+    h = gx.GraphBuilder.from_graph(g).build()
+    assert gx.dumps(h) == gx.dumps(g)
+    b = gx.GraphBuilder.from_graph(g)
+    b.output(b.op("relu", b.value("scores")), "relu_scores")
+    h = b.build()
+    assert h.outputs == ["scores", "loss", "relu_scores"] and g.outputs == ["scores", "loss"]
+    h.params["b1"][...] = 7.0
+    assert not (g.params["b1"] == 7.0).any()  # arrays were copied
+
+
+def test_put_a_loss_on_an_imported_network_and_train_only_its_head(tmp_path):
+    pytest.importorskip("onnx")
+    from graphexec.onnx_io import export_onnx, import_onnx
+
+    src = gx.load(ROOT / "models" / "spiral_mlp.gx")
+    export_onnx(src, tmp_path / "m.onnx", outputs=["scores"])
+    net = import_onnx(tmp_path / "m.onnx")
+    assert net.outputs == ["scores"]
+    b = gx.GraphBuilder.from_graph(net)
+    y = b.input("y", shape=(None,), dtype="int64")
+    b.output(b.op("softmax_cross_entropy", b.value("scores"), y, name="ce"), "loss")
+    params = list(net.params)
+    b.freeze(*params[:-2])  # everything but the last layer
+    g = b.build()
+    assert g.trainable == params[-2:]
+    before = {k: v.copy() for k, v in g.params.items()}
+    X, lab = gx.data.spiral(seed=0)
+    x_name = g.inputs[0]
+    assert x_name == "x"
+    gx.fit(g, X, lab, epochs=2, batch_size=64, optimizer=gx.optim.Adam(lr=1e-2), seed=0)
+    for k in params[:-2]:
+        np.testing.assert_array_equal(g.params[k], before[k])
+    assert any(not np.array_equal(g.params[k], before[k]) for k in params[-2:])
+
+
+def test_value_names_an_existing_value_or_says_what_exists():
+    b = gx.GraphBuilder.from_graph(gx.load(ROOT / "models" / "add_mul.gx"))
+    assert b.value("f").name == b._outputs["f"]
+    with pytest.raises(GraphError, match="has no value 'nope'"):
+        b.value("nope")
+
+
+# ---------------------------------------------------------------------------- shapes
+def test_specs_are_known_before_running_with_none_for_the_batch():
+    g = gx.load(ROOT / "models" / "spiral_mlp.gx")
+    assert g.specs["x"].shape == (None, 2)
+    assert all(n.name in g.specs for n in g.nodes)
+
+
+def test_a_shape_rule_error_names_the_node_at_build(toys):
+    class Fussy(gx.Gate):
+        """y = x (its rule wants 3 columns)."""
+
+        name, version = "toy_fussy", 1
+
+        def forward(self, ctx, x):
+            return x
+
+        def backward(self, ctx, dy):
+            return (dy,)
+
+        def infer(self, x):
+            if x.shape is not None and x.shape[-1] not in (None, 3):
+                raise GraphError(f"x has {x.shape[-1]} features but this gate expects 3")
+            return x
+
+    gx.register_gate(Fussy)
+    b = gx.GraphBuilder("fussy")
+    b.output(b.op("toy_fussy", b.input("x", shape=(None, 4)), name="fc2"), "f")
+    with pytest.raises(GraphError, match=r"node 'fc2' \(toy_fussy\): x has 4 features but"):
+        b.build()
