@@ -86,6 +86,13 @@ def test_json_schema_is_current():
     assert committed == Header.model_json_schema(), "regenerate docs/format.schema.json"
 
 
+def test_committed_version_2_json_schema_is_current():
+    from graphexec.fileformat.schema import HeaderV2
+
+    committed = json.loads((ROOT / "docs" / "format-v2.schema.json").read_text())
+    assert committed == HeaderV2.model_json_schema(), "regenerate docs/format-v2.schema.json"
+
+
 def test_info_reads_only_the_header(tmp_path):
     b = gx.GraphBuilder("big")
     x = b.input("x", shape=(None, 1000))
