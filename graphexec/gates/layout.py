@@ -17,12 +17,11 @@ __all__ = ["Clip", "Concat", "Flatten", "Pad", "Transpose"]
 
 
 def _axis(axis: int, ndim: int, what: str, extra: int = 0) -> int:
-    """``axis`` in 0..ndim-1+extra (negative counts from the end), or GraphError."""
-    top = ndim + extra
-    if not -top <= axis < top:
+    """``axis`` in 0..ndim-1+extra; a negative one counts from the end (-1: the last axis)."""
+    if not -ndim <= axis < ndim + extra:
         raise GraphError(f"{what}: axis {axis} is out of range for {ndim} axes; expected "
-                         f"{-top}..{top - 1}")
-    return axis % top if top else 0
+                         f"{-ndim}..{ndim + extra - 1}")
+    return axis + ndim if axis < 0 else axis
 
 
 def _prod(dims: Any) -> Dim:
