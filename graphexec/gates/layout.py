@@ -182,6 +182,8 @@ class Pad(Gate):
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
         self._check(x.ndim)
         ctx.region = tuple(slice(b, b + n) for (b, _), n in zip(self.attrs.pads, x.shape))
+        if x.ndim == 0:  # nothing to pad (and np.pad fails on a scalar)
+            return x.copy()
         return np.pad(x, self.attrs.pads, constant_values=self.attrs.value)
 
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
