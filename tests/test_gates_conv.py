@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 import graphexec as gx
-from graphexec.gate import Spec
 import graphexec.gates.conv as conv_mod
 from graphexec.errors import GraphError
-from graphexec.gate import Ctx
+from graphexec.gate import Ctx, Spec
 from graphexec.gates.conv import Conv2d
 from graphexec.gates.pool import AvgPool2d, GlobalAvgPool, MaxPool2d
 from graphexec.gradcheck import check_gate_gradients
@@ -24,7 +23,7 @@ def pair(v):
 def ref_conv(x, w, b, stride=1, padding=0, dilation=1, groups=1):
     """Seven nested loops, straight from the definition (float64)."""
     (sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)
-    n, c, h, wd = x.shape
+    n, _, h, wd = x.shape
     f, cg, kh, kw = w.shape
     oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     ow = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from graphexec.errors import GraphError
 from graphexec.gate import Ctx, Gate, Spec
 from graphexec.gates._samples import Sample
-from graphexec.gates._shapes import fmt, pair, window_out
+from graphexec.gates._shapes import Shape, fmt, pair, window_out
 from graphexec.gates.conv import NonNegPair, PosPair, pad_spatial, window
 
 __all__ = ["AvgPool2d", "GlobalAvgPool", "MaxPool2d"]
@@ -33,7 +33,7 @@ class PoolAttrs(BaseModel):
         return self
 
 
-def _geometry(attrs: PoolAttrs, shape: tuple[int, ...]) -> tuple[Any, ...]:
+def _geometry(attrs: PoolAttrs, shape: Shape) -> tuple[Any, ...]:
     """((KH, KW), (SH, SW), (PH, PW), (OH, OW)) for x of ``shape`` (N, C, H, W)."""
     if len(shape) != 4:
         raise GraphError(f"pooling expects x (N, C, H, W); found {fmt(shape)}; reshape it to "
@@ -69,7 +69,7 @@ class MaxPool2d(Gate):
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
         k, s, p, o = _geometry(self.attrs, x.shape)
-        xp = pad_spatial(x, *p, value=-np.inf)
+        xp = pad_spatial(x, p[0], p[1], value=-np.inf)
         taps = _taps(k, s, o)
         y = xp[(..., *taps[0])].copy()
         arg = np.zeros(y.shape, dtype=np.uint8 if len(taps) < 256 else np.int32)
@@ -113,7 +113,7 @@ class AvgPool2d(Gate):
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
         k, s, p, o = _geometry(self.attrs, x.shape)
-        xp = pad_spatial(x, *p)
+        xp = pad_spatial(x, p[0], p[1])
         taps = _taps(k, s, o)
         y = xp[(..., *taps[0])].copy()
         for hs, ws in taps[1:]:
