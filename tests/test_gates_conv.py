@@ -78,10 +78,17 @@ CONV_CASES = [  # (x shape, W shape, attrs)
 ]
 
 
+@pytest.fixture(params=["batch GEMM", "per-sample GEMM"])
+def layout(request, monkeypatch):
+    """Run each conv test with both column layouts (chosen by output size in the gate)."""
+    monkeypatch.setattr(conv_mod, "PER_SAMPLE_PIXELS", 10**9 if request.param == "batch GEMM" else 0)
+    return request.param
+
+
 @pytest.mark.parametrize(("xs", "ws", "attrs"), CONV_CASES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("bias", [True, False])
-def test_conv2d_matches_naive_loops(xs, ws, attrs, dtype, bias):
+def test_conv2d_matches_naive_loops(xs, ws, attrs, dtype, bias, layout):
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal(xs), rng.standard_normal(ws)
     b = rng.standard_normal(ws[0]) if bias else None
@@ -96,7 +103,7 @@ def test_conv2d_matches_naive_loops(xs, ws, attrs, dtype, bias):
 
 
 @pytest.mark.parametrize(("xs", "ws", "attrs"), CONV_CASES)
-def test_conv2d_gradients_are_numerical_gradients(xs, ws, attrs):
+def test_conv2d_gradients_are_numerical_gradients(xs, ws, attrs, layout):
     rng = np.random.default_rng(1)
     inputs = [rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])]
     checks, err = check_gate_gradients(Conv2d(Conv2d.Attrs(**attrs)), inputs,
@@ -105,7 +112,7 @@ def test_conv2d_gradients_are_numerical_gradients(xs, ws, attrs):
     assert all(t.n_failed == 0 and t.n_checked > 0 for t in checks.values()), checks
 
 
-def test_conv2d_float32_gradients_stay_float32_and_match_float64():
+def test_conv2d_float32_gradients_stay_float32_and_match_float64(layout):
     rng = np.random.default_rng(2)
     x, w, b = rng.standard_normal((2, 4, 6, 5)), rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4)
     dy = rng.standard_normal((2, 4, 4, 3))
@@ -121,22 +128,22 @@ def test_conv2d_float32_gradients_stay_float32_and_match_float64():
         np.testing.assert_allclose(g32, g64, rtol=1e-4, atol=1e-4)
 
 
-def test_conv2d_skips_the_input_gradient_gemm_when_x_needs_none(monkeypatch):
+def test_conv2d_skips_the_input_gradient_gemm_when_x_needs_none(monkeypatch, layout):
     calls = []
     real = np.matmul
     monkeypatch.setattr(conv_mod.np, "matmul", lambda a, b: calls.append(1) or real(a, b))
     monkeypatch.setattr(conv_mod, "col2im_add", lambda *a: pytest.fail("col2im ran"))
     rng = np.random.default_rng(3)
-    gate, ctx = Conv2d(), Ctx()
-    gate.forward(ctx, rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3)))
+    gate, ctx = Conv2d(Conv2d.Attrs(groups=3)), Ctx()
+    gate.forward(ctx, rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((6, 1, 3, 3)))
     ctx.needs_grad = (False, True)
     calls.clear()
-    dx, dw = gate.backward(ctx, rng.standard_normal((2, 4, 3, 3)))
-    assert dx is None and dw.shape == (4, 3, 3, 3)
+    dx, dw = gate.backward(ctx, rng.standard_normal((2, 6, 3, 3)))
+    assert dx is None and dw.shape == (6, 1, 3, 3)
     assert len(calls) == 1  # the weight-gradient GEMM only
 
 
-def test_conv2d_through_a_graph_with_wrt_pruning():
+def test_conv2d_through_a_graph_with_wrt_pruning(layout):
     b = gx.GraphBuilder("c")
     x = b.input("x", shape=(None, 2, 5, 5))
     w = b.param("W", np.random.default_rng(4).standard_normal((3, 2, 3, 3)))

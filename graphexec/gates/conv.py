@@ -17,7 +17,7 @@ from graphexec.gate import Ctx, Gate, Spec
 from graphexec.gates._samples import Sample
 from graphexec.gates._shapes import Shape, fmt, pair, same_dim, window_out
 
-__all__ = ["Conv2d", "col2im_add", "im2col", "pad_spatial", "window"]
+__all__ = ["PER_SAMPLE_PIXELS", "Conv2d", "col2im_add", "im2col", "pad_spatial", "window"]
 
 Pos = Annotated[int, Field(ge=1)]
 NonNeg = Annotated[int, Field(ge=0)]
@@ -43,30 +43,45 @@ def pad_spatial(x: np.ndarray, ph: int, pw: int, value: float = 0.0) -> np.ndarr
     return xp
 
 
+#: Output pixels per image from which conv2d multiplies image by image (per-sample columns:
+#: each GEMM is big enough, and no batch-wide transpose copies are needed); below it, one GEMM
+#: over the whole batch (channel-first columns). Measured in benchmarks/bench_conv.py.
+PER_SAMPLE_PIXELS = 512
+
+
 def im2col(xp: np.ndarray, kernel: tuple[int, int], dilation: tuple[int, int],
-           stride: tuple[int, int], out: tuple[int, int]) -> np.ndarray:
-    """Channel-first columns of padded xp (N, C, Hp, Wp): cols (C, KH, KW, N, OH, OW) with
-    cols[c, i, j, n, y, x] = xp[n, c, s·y + d·i, s·x + d·j]; one strided copy per kernel tap."""
+           stride: tuple[int, int], out: tuple[int, int], per_sample: bool) -> np.ndarray:
+    """Columns of padded xp (N, C, Hp, Wp), one strided copy per kernel tap (i, j):
+    cols[n, c, i, j, y, x] = xp[n, c, s·y + d·i, s·x + d·j], laid out (N, C, KH, KW, OH, OW)
+    if ``per_sample``, else channel-first (C, KH, KW, N, OH, OW)."""
     n, c = xp.shape[:2]
-    cols = np.empty((c, *kernel, n, *out), dtype=xp.dtype)
+    cols = np.empty((n, c, *kernel, *out) if per_sample else (c, *kernel, n, *out), dtype=xp.dtype)
     for i in range(kernel[0]):
         hs = window(i, dilation[0], stride[0], out[0])
         for j in range(kernel[1]):
-            cols[:, i, j] = xp[:, :, hs, window(j, dilation[1], stride[1], out[1])].transpose(1, 0, 2, 3)
+            tap = xp[:, :, hs, window(j, dilation[1], stride[1], out[1])]
+            if per_sample:
+                cols[:, :, i, j] = tap
+            else:
+                cols[:, i, j] = tap.transpose(1, 0, 2, 3)
     return cols
 
 
 def col2im_add(dcols: np.ndarray, padded: tuple[int, ...], dilation: tuple[int, int],
-               stride: tuple[int, int]) -> np.ndarray:
-    """The adjoint of :func:`im2col`: each tap's column slice-added back where it was read
-    (overlapping windows sum; ``np.add.at`` is some 9× slower)."""
-    kh, kw, oh, ow = dcols.shape[1], dcols.shape[2], dcols.shape[4], dcols.shape[5]
-    dxp = np.zeros(padded, dtype=dcols.dtype)
+               stride: tuple[int, int], per_sample: bool) -> np.ndarray:
+    """The adjoint of :func:`im2col`: each tap's columns slice-added back where they were read
+    (overlapping windows sum; ``np.add.at`` is some 9× slower). Channel-first columns are
+    accumulated channel-first, where their slices are contiguous; returns (N, C, Hp, Wp)."""
+    n, c, hp, wp = padded
+    kh, kw = dcols.shape[2:4] if per_sample else dcols.shape[1:3]
+    oh, ow = dcols.shape[-2:]
+    acc = np.zeros((n, c, hp, wp) if per_sample else (c, n, hp, wp), dtype=dcols.dtype)
     for i in range(kh):
         hs = window(i, dilation[0], stride[0], oh)
         for j in range(kw):
-            dxp[:, :, hs, window(j, dilation[1], stride[1], ow)] += dcols[:, i, j].transpose(1, 0, 2, 3)
-    return dxp
+            ws = window(j, dilation[1], stride[1], ow)
+            acc[:, :, hs, ws] += dcols[:, :, i, j] if per_sample else dcols[:, i, j]
+    return acc if per_sample else acc.transpose(1, 0, 2, 3)
 
 
 class Conv2d(Gate):
@@ -75,8 +90,8 @@ class Conv2d(Gate):
     x (N, C, H, W), W (F, C/groups, KH, KW), optional b (F,); y (N, F, OH, OW) (see the module
     docstring for OH, OW); xp is x zero-padded. Channels split into ``groups`` groups, output
     channels f of group g reading only input channels of group g (depthwise: groups = C).
-    As matrices per group: cols = im2col(xp) (C/g·KH·KW, N·OH·OW), Y = W · cols, so the local
-    gradients are dW = dY · colsᵀ, dcols = Wᵀ · dY (dx = col2im(dcols), the slice-adds of each
+    As matrices per group: cols = im2col(xp) (C/g·KH·KW, N·OH·OW), Y = W · cols (image by image
+    when the images are large, see ``PER_SAMPLE_PIXELS``), so the local gradients are dW = dY · colsᵀ, dcols = Wᵀ · dY (dx = col2im(dcols), the slice-adds of each
     tap back to the pixels it read), db[f] = Σ_{n,y,x} dy[n, f, y, x].
     """
 
@@ -93,34 +108,37 @@ class Conv2d(Gate):
     def forward(self, ctx: Ctx, x: np.ndarray, w: np.ndarray, *b: np.ndarray) -> np.ndarray:
         a = self.attrs
         oh, ow = _conv_out(self, x.shape, w.shape, b[0].shape if b else None)
-        (ph, pw), g, f = pair(a.padding), a.groups, w.shape[0]
+        (ph, pw), g, (n, f) = pair(a.padding), a.groups, (x.shape[0], w.shape[0])
+        ctx.per_sample = per = oh * ow >= PER_SAMPLE_PIXELS
         xp = pad_spatial(x, ph, pw)
-        cols = im2col(xp, w.shape[2:], pair(a.dilation), pair(a.stride), (oh, ow))
-        colsg = cols.reshape(g, -1, x.shape[0] * oh * ow)  # (g, C/g·KH·KW, M): channel-first
+        cols = im2col(xp, w.shape[2:], pair(a.dilation), pair(a.stride), (oh, ow), per)
+        # (B, g, C/g·KH·KW, M): B = N, M = OH·OW image by image, or B = 1, M = N·OH·OW
+        colsg = cols.reshape((n, g, -1, oh * ow) if per else (1, g, -1, n * oh * ow))
         wg = w.reshape(g, f // g, -1)
-        y = np.matmul(wg, colsg).reshape(f, -1)  # one GEMM per group
+        y = np.matmul(wg, colsg)  # one GEMM per group (and per image)
         if b:
-            y += b[0].astype(y.dtype, copy=False)[:, None]
+            y += b[0].astype(y.dtype, copy=False).reshape(g, f // g, 1)
         ctx.colsg, ctx.wg, ctx.xp_shape, ctx.x_shape, ctx.w_shape = colsg, wg, xp.shape, x.shape, w.shape
-        ctx.kernel = cols.shape[:3]
-        return np.ascontiguousarray(y.reshape(f, x.shape[0], oh, ow).transpose(1, 0, 2, 3))
+        ctx.cols_shape = cols.shape
+        if per:
+            return y.reshape(n, f, oh, ow)
+        return np.ascontiguousarray(y.reshape(f, n, oh, ow).transpose(1, 0, 2, 3))
 
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray | None, ...]:
-        a, needs, (ph, pw) = self.attrs, ctx.needs_grad, pair(self.attrs.padding)
-        g, f = ctx.wg.shape[:2]
-        dyg = dy.transpose(1, 0, 2, 3).reshape(g, f, -1)  # (g, F/g, M)
+        a, needs, (ph, pw), colsg = self.attrs, ctx.needs_grad, pair(self.attrs.padding), ctx.colsg
+        dyg = (dy if ctx.per_sample else dy.transpose(1, 0, 2, 3)).reshape(
+            *colsg.shape[:2], ctx.wg.shape[1], -1)  # (B, g, F/g, M), like the forward's y
         dw = None
         if needs[1]:
-            dw = np.matmul(dyg, ctx.colsg.transpose(0, 2, 1)).reshape(ctx.w_shape)
+            dw = np.matmul(dyg, colsg.swapaxes(-1, -2)).sum(axis=0).reshape(ctx.w_shape)
             dw = dw.astype(ctx.wg.dtype, copy=False)
         db = [dy.sum(axis=(0, 2, 3)) if needs[2] else None] if len(needs) == 3 else []
         dx = None
         if needs[0]:  # wrt-pruning: no input-gradient GEMM when x needs no gradient
-            dcols = np.matmul(ctx.wg.transpose(0, 2, 1), dyg)
-            dcols = dcols.reshape(*ctx.kernel, ctx.x_shape[0], *dy.shape[2:])
-            dxp = col2im_add(dcols, ctx.xp_shape, pair(a.dilation), pair(a.stride))
+            dcols = np.matmul(ctx.wg.swapaxes(-1, -2), dyg).reshape(ctx.cols_shape)
+            dxp = col2im_add(dcols, ctx.xp_shape, pair(a.dilation), pair(a.stride), ctx.per_sample)
             h, w = ctx.x_shape[2:]
-            dx = dxp[:, :, ph:ph + h, pw:pw + w].astype(ctx.colsg.dtype, copy=False)
+            dx = np.ascontiguousarray(dxp[:, :, ph:ph + h, pw:pw + w], dtype=colsg.dtype)
         return (dx, dw, *db)
 
     def infer(self, x: Spec, w: Spec, *b: Spec) -> Spec:

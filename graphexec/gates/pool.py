@@ -55,12 +55,32 @@ def _taps(k: tuple[int, int], s: tuple[int, int], o: tuple[int, int]) -> list[tu
             for i in range(k[0]) for j in range(k[1])]
 
 
+def _grad_buffer(ctx: Ctx, dtype: np.dtype[Any]) -> np.ndarray:
+    """The padded input's gradient, to be filled tap by tap: uninitialised when the windows tile
+    it exactly (every element is written once), zeros otherwise."""
+    return (np.empty if ctx.tiles else np.zeros)(ctx.xp_shape, dtype=dtype)
+
+
+def _setup(ctx: Ctx, xp_shape: tuple[int, ...], x_shape: tuple[int, ...], k: tuple[int, int],
+           s: tuple[int, int], p: tuple[int, int], o: tuple[int, int]) -> list[tuple[slice, slice]]:
+    ctx.xp_shape, ctx.x_shape, ctx.pad, ctx.taps = xp_shape, x_shape, p, _taps(k, s, o)
+    ctx.disjoint = k[0] <= s[0] and k[1] <= s[1]  # no element is read by two windows
+    ctx.tiles = k == s and o[0] * s[0] == xp_shape[2] and o[1] * s[1] == xp_shape[3]
+    return ctx.taps
+
+
+def _crop(ctx: Ctx, dxp: np.ndarray) -> np.ndarray:
+    (ph, pw), (h, w) = ctx.pad, ctx.x_shape[2:]
+    return dxp if ph == pw == 0 and dxp.shape == ctx.x_shape else dxp[:, :, ph:ph + h, pw:pw + w]
+
+
 class MaxPool2d(Gate):
     """y[n, c, y, x] = max over the window of xp (x padded with -inf), one strided slice per tap.
 
     Local gradient: 1 for the winning element of each window, 0 for the others; **at a tie the
     first tap in row-major window order wins** (a valid subgradient; gradcheck accepts it).
-    Overlapping windows (stride < kernel) add their gradients.
+    Overlapping windows (stride < kernel) add their gradients. The winners are found in
+    backward (y == tap, first tap first), so inference pays only for the maxima.
     """
 
     name, version = "max_pool2d", 1
@@ -70,24 +90,30 @@ class MaxPool2d(Gate):
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
         k, s, p, o = _geometry(self.attrs, x.shape)
         xp = pad_spatial(x, p[0], p[1], value=-np.inf)
-        taps = _taps(k, s, o)
-        y = xp[(..., *taps[0])].copy()
-        arg = np.zeros(y.shape, dtype=np.uint8 if len(taps) < 256 else np.int32)
-        for t, (hs, ws) in enumerate(taps[1:], 1):
-            v = xp[:, :, hs, ws]
-            better = v > y  # strict: on a tie the earlier tap keeps the win
-            np.copyto(y, v, where=better)
-            np.copyto(arg, t, where=better)
-        ctx.arg, ctx.taps, ctx.xp_shape, ctx.x_shape, ctx.pad = arg, taps, xp.shape, x.shape, p
+        taps = _setup(ctx, xp.shape, x.shape, k, s, p, o)
+        first = xp[(..., *taps[0])]
+        y = np.maximum(first, xp[(..., *taps[1])]) if len(taps) > 1 else first.copy()
+        for hs, ws in taps[2:]:
+            np.maximum(y, xp[:, :, hs, ws], out=y)
+        ctx.xp, ctx.y = xp, y
         return y
 
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
-        dxp = np.zeros(ctx.xp_shape, dtype=dy.dtype)
-        zero = np.zeros((), dtype=dy.dtype)
+        xp, y, dxp = ctx.xp, ctx.y, _grad_buffer(ctx, dy.dtype)
+        free = np.ones(y.shape, dtype=bool)  # windows whose winner is still to be found
+        last = len(ctx.taps) - 1
         for t, (hs, ws) in enumerate(ctx.taps):
-            dxp[:, :, hs, ws] += np.where(ctx.arg == t, dy, zero)
-        (ph, pw), (h, w) = ctx.pad, ctx.x_shape[2:]
-        return (dxp[:, :, ph:ph + h, pw:pw + w],)
+            if t < last:
+                won = xp[:, :, hs, ws] == y
+                won &= free
+                free ^= won  # won ⊆ free
+            else:
+                won = free  # some tap holds the max (a NaN window: the last)
+            if ctx.disjoint:
+                np.multiply(dy, won, out=dxp[:, :, hs, ws])
+            else:
+                dxp[:, :, hs, ws] += dy * won
+        return (_crop(ctx, dxp),)
 
     def infer(self, x: Spec) -> Spec:
         return _pool_infer(self.attrs, x)
@@ -114,13 +140,13 @@ class AvgPool2d(Gate):
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
         k, s, p, o = _geometry(self.attrs, x.shape)
         xp = pad_spatial(x, p[0], p[1])
-        taps = _taps(k, s, o)
-        y = xp[(..., *taps[0])].copy()
-        for hs, ws in taps[1:]:
+        taps = _setup(ctx, xp.shape, x.shape, k, s, p, o)
+        first = xp[(..., *taps[0])]
+        y = first + xp[(..., *taps[1])] if len(taps) > 1 else first.copy()
+        for hs, ws in taps[2:]:
             y += xp[:, :, hs, ws]
-        inv = self._inverse_count(k, p, x.shape, taps, x.dtype)
-        y *= inv
-        ctx.inv, ctx.taps, ctx.xp_shape, ctx.x_shape, ctx.pad = inv, taps, xp.shape, x.shape, p
+        ctx.inv = self._inverse_count(k, p, x.shape, taps, x.dtype)
+        y *= ctx.inv
         return y
 
     def _inverse_count(self, k: tuple[int, int], p: tuple[int, int], shape: tuple[int, ...],
@@ -132,12 +158,14 @@ class AvgPool2d(Gate):
         return np.asarray(1.0 / count, dtype=dtype)
 
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
-        dxp = np.zeros(ctx.xp_shape, dtype=dy.dtype)
+        dxp = _grad_buffer(ctx, dy.dtype)
         share = dy * ctx.inv
         for hs, ws in ctx.taps:
-            dxp[:, :, hs, ws] += share
-        (ph, pw), (h, w) = ctx.pad, ctx.x_shape[2:]
-        return (dxp[:, :, ph:ph + h, pw:pw + w],)
+            if ctx.disjoint:
+                dxp[:, :, hs, ws] = share
+            else:
+                dxp[:, :, hs, ws] += share
+        return (_crop(ctx, dxp),)
 
     def infer(self, x: Spec) -> Spec:
         return _pool_infer(self.attrs, x)
