@@ -7,8 +7,9 @@ Before timing, one step of each is checked to give the same output and gradients
 * conv2d 3→32 at 32×32 and 32→64 at 16×16 (3×3 kernels, padding 1), with the input gradient;
   the 3→32 layer also without it (a first layer: ``wrt`` leaves x out, ``requires_grad=False``
   in PyTorch), where graphexec skips the input-gradient GEMM;
-* "GEMMs alone": only the three matrix products of the im2col formulation, on ready-made
-  columns, the floor of that formulation in numpy;
+* "GEMMs alone": only the three matrix products of the one-GEMM (channel-first) im2col
+  formulation, on ready-made columns: the floor of that formulation with numpy's BLAS (the
+  gate multiplies image by image for large images, see ``PER_SAMPLE_PIXELS``);
 * 2×2 max and average pooling, stride 2, of a (64, 32, 32, 32) tensor.
 
     python benchmarks/bench_conv.py --threads 1 [--quick]

@@ -176,6 +176,13 @@ def test_conv2d_bias_of_the_wrong_size_is_refused():
         Conv2d().forward(Ctx(), np.zeros((1, 3, 4, 4)), np.zeros((4, 3, 3, 3)), np.zeros(3))
 
 
+def test_conv2d_refuses_a_fourth_input():
+    with pytest.raises(GraphError, match="conv2d takes x, W and an optional b; found 4 inputs"):
+        Conv2d().forward(Ctx(), np.zeros((1, 3, 4, 4)), np.zeros((4, 3, 3, 3)), np.zeros(4), np.zeros(4))
+    with pytest.raises(GraphError, match="found 4 inputs"):
+        Conv2d().infer(*[Spec(None, None)] * 4)
+
+
 def test_conv_attrs_are_validated_and_survive_a_file_round_trip():
     with pytest.raises(ValueError):
         Conv2d.Attrs(stride=0)

@@ -107,6 +107,7 @@ class Conv2d(Gate):
 
     def forward(self, ctx: Ctx, x: np.ndarray, w: np.ndarray, *b: np.ndarray) -> np.ndarray:
         a = self.attrs
+        _at_most_one_bias(len(b))
         oh, ow = _conv_out(self, x.shape, w.shape, b[0].shape if b else None)
         (ph, pw), g, (n, f) = pair(a.padding), a.groups, (x.shape[0], w.shape[0])
         ctx.per_sample = per = oh * ow >= PER_SAMPLE_PIXELS
@@ -142,6 +143,7 @@ class Conv2d(Gate):
         return (dx, dw, *db)
 
     def infer(self, x: Spec, w: Spec, *b: Spec) -> Spec:
+        _at_most_one_bias(len(b))
         dtype = None if x.dtype is None or w.dtype is None else np.result_type(x.dtype, w.dtype)
         if x.shape is None or w.shape is None:
             f = None if w.shape is None or len(w.shape) != 4 else w.shape[0]
@@ -153,6 +155,12 @@ class Conv2d(Gate):
     @staticmethod
     def sample_inputs(rng: np.random.Generator) -> Sample:
         return conv_sample(rng)
+
+
+def _at_most_one_bias(n_extra: int) -> None:
+    if n_extra > 1:
+        raise GraphError(f"conv2d takes x, W and an optional b; found {2 + n_extra} inputs; "
+                         "pass at most 3")
 
 
 def _conv_out(gate: Conv2d, xs: Shape, ws: Shape, bs: Shape | None) -> tuple[Any, Any]:
