@@ -4,7 +4,6 @@ round trip, numerical gradients (evaluation mode; training mode is in test_gates
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from graphexec.gates.conv import Conv2d
