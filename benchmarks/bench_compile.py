@@ -62,7 +62,8 @@ def limits_for(n: int) -> Limits:
     advises for unusually large graphs)."""
     want = {"max_header_items": 16 * n, "max_array_len": 4 * n, "max_map_len": 4 * n}
     have = {f.name: getattr(Limits(), f.name) for f in dataclasses.fields(Limits)}
-    return Limits(**{**have, **{k: max(v, have[k]) for k, v in want.items() if k in have}})
+    return Limits(**{**have, **{k: max(v, have[k]) for k, v in want.items()
+                                if have.get(k) is not None}})  # None: derived from the size
 
 
 def gx_load_compile(path: str, n: int) -> Any:

@@ -9,7 +9,7 @@ from graphexec.api import dumps, load, loads, save
 from graphexec.builder import GraphBuilder, Value
 from graphexec.errors import GraphError, GraphexecError, GraphFileError, PluginError, UnknownOpError
 from graphexec.executor import Executor, run
-from graphexec.gate import Ctx, Gate, NoAttrs, unbroadcast
+from graphexec.gate import Attrs, Ctx, Gate, NoAttrs, unbroadcast
 from graphexec.gradcheck import GradcheckReport, gradcheck
 from graphexec.graph import Graph
 from graphexec.registry import register_gate
@@ -26,6 +26,7 @@ _LAZY = {
     "fit": ("graphexec.train", "fit"),
     "predict": ("graphexec.train", "predict"),
     "History": ("graphexec.train", "History"),
+    "view": ("graphexec.viewer", "view"),
 }
 
 
@@ -42,6 +43,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "Attrs",
     "Ctx",
     "GradcheckReport",
     "History",
@@ -71,4 +73,5 @@ __all__ = [
     "run",
     "save",
     "unbroadcast",
+    "view",
 ]

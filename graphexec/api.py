@@ -8,6 +8,7 @@ from graphexec.errors import GraphError, GraphFileError
 from graphexec.fileformat import Limits, decode, encode, read_file, write_file
 from graphexec.fileformat.codec import DEFAULT_LIMITS
 from graphexec.graph import Graph, from_header, to_header
+from graphexec.registry import warn_in_process
 
 __all__ = ["load", "loads", "save", "dumps"]
 
@@ -44,5 +45,7 @@ def dumps(graph: Graph) -> bytes:
 
 
 def save(graph: Graph, path: str | os.PathLike[str]) -> None:
-    """Write ``graph`` to ``path`` atomically (the old file survives any crash mid-save)."""
+    """Write ``graph`` to ``path`` atomically (the old file survives any crash mid-save).
+    Warns (InProcessGateWarning) if it uses a gate registered only in this process."""
+    warn_in_process(graph.name, graph.nodes)
     write_file(path, *to_header(graph))

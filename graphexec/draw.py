@@ -14,6 +14,7 @@ one-input gates fold into one box; past ``max_nodes`` boxes a note counts the re
 from __future__ import annotations
 
 import html
+import json
 import os
 import shutil
 import subprocess
@@ -29,11 +30,14 @@ from graphexec.fileformat.atomic import atomic_write
 from graphexec.graph import Graph, InputDecl, Node, NodeDef, make_graph
 from graphexec.registry import OWN_DIST
 
-__all__ = ["FORMATS", "DrawError", "Trace", "format_value", "render", "to_dot", "trace"]
+__all__ = ["FORMATS", "LAYOUT", "DrawError", "Trace", "dot_layout", "format_value", "render", "to_dot",
+           "trace"]
 
 #: Output formats by file suffix; "dot" is written directly, the others by Graphviz' ``dot``.
 FORMATS = ("dot", "svg", "png")
 GREEN, RED, GREY = "#1a7f37", "#c62828", "#57606a"
+#: Graph attributes of every circuit layout: this drawing's and the viewer's (graphexec.viewer).
+LAYOUT = "rankdir=LR; ordering=in; nodesep=0.3; ranksep=0.6;"
 #: What a gate box shows for the lecture's arithmetic gates; other ops show their name.
 SYMBOLS = {"add": "+", "sub": "−", "mul": "×", "div": "÷", "neg": "×(−1)", "sum": "Σ",
            "sigmoid": "σ", "max": "max", "l2": "½‖·‖²"}
@@ -287,7 +291,7 @@ def _header(graph: Graph, tr: Trace | None, grad: bool) -> list[str]:
     rows.append(_legend(graph, tr, grad))
     table = "".join(f"<TR><TD>{r}</TD></TR>" for r in rows)
     return ["digraph graphexec {",
-            "  rankdir=LR; ordering=in; nodesep=0.3; ranksep=0.6; labelloc=t; fontname=Helvetica;",
+            f"  {LAYOUT} labelloc=t; fontname=Helvetica;",
             f'  label=<<TABLE BORDER="0" CELLSPACING="2">{table}</TABLE>>;',
             ('  node [fontname=Helvetica, shape=box, style="rounded,filled", fillcolor="#e8f0fe", '
              'color="#4a6fa5"];'),
@@ -404,6 +408,34 @@ def _graphviz(text: str, kind: str, where: str) -> bytes:
         raise DrawError(f"cannot render {where!r}: Graphviz' dot failed (exit "
                         f"{done.returncode}): {msg[0] if msg else 'no message'}")
     return done.stdout
+
+
+def dot_layout(text: str) -> dict[str, Any] | None:
+    """Where Graphviz' ``dot`` puts the nodes and edges of DOT ``text``, or None without ``dot``.
+
+    Returns ``{"size": [w, h], "nodes": {name: [cx, cy, w, h]}, "edges": {id: {"points": [[x, y],
+    ...], "end": [x, y] or None, "label": [x, y] or None}}}`` in points, y growing downwards;
+    ``points`` are the cubic Bézier control points (start, then three per segment), ``end`` the
+    arrow's tip; edges are keyed by their ``id`` attribute. Raises DrawError if ``dot`` fails."""
+    exe = shutil.which("dot")
+    if exe is None:
+        return None
+    data = json.loads(_graphviz(text, "json", "the layout").decode("utf-8"))
+    height = float(data["bb"].split(",")[3])
+
+    def pt(xy: str) -> list[float]:
+        x, y = xy.split(",")[-2:]
+        return [float(x), height - float(y)]
+
+    nodes = {o["name"]: pt(o["pos"]) + [float(o["width"]) * 72, float(o["height"]) * 72]
+             for o in data.get("objects", []) if "pos" in o}
+    edges = {}
+    for e in data.get("edges", []):
+        spline = [p for p in e["pos"].split(" ") if not p.startswith(("e,", "s,"))]
+        end = [pt(p) for p in e["pos"].split(" ") if p.startswith("e,")]
+        edges[e.get("id", "")] = {"points": [pt(p) for p in spline], "end": end[0] if end else None,
+                                  "label": pt(e["lp"]) if "lp" in e else None}
+    return {"size": [float(data["bb"].split(",")[2]), height], "nodes": nodes, "edges": edges}
 
 
 def _write_atomic(path: str, data: bytes) -> None:

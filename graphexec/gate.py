@@ -7,6 +7,7 @@ That keeps one loaded graph usable by many executors and threads at once.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -14,13 +15,22 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Gate", "Ctx", "NoAttrs", "Spec", "unbroadcast"]
+__all__ = ["Attrs", "Ctx", "Gate", "NoAttrs", "Spec", "describe_attrs", "input_names", "unbroadcast"]
 
 
-class NoAttrs(BaseModel):
-    """Attribute model of a gate that takes no attributes."""
+class Attrs(BaseModel):
+    """Base of every gate's attribute model: unknown keys are refused and a model is frozen.
+
+    ``extra="forbid"`` makes a misspelled attribute (``kk=3.0``) an error instead of a silent
+    fall-back to the default; ``frozen=True`` keeps a gate's attributes fixed during a run.
+    Registry validation refuses an ``Attrs`` that allows extra keys.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoAttrs(Attrs):
+    """Attribute model of a gate that takes no attributes."""
 
 
 class Ctx:
@@ -66,10 +76,11 @@ class Gate:
     name: ClassVar[str] = ""
     version: ClassVar[int] = 1
     Attrs: ClassVar[type[BaseModel]] = NoAttrs
-    #: True if ``backward`` always returns new arrays that the gate keeps no reference to, and
-    #: never one array for two inputs; the executor may then add other gradients into them in
-    #: place. Leave it False if backward can return ``dout`` itself, a view of it, or anything
-    #: kept on ``ctx`` or ``self`` (add, sub, sum, mean and reshape do).
+    #: True if ``backward`` always returns new, writeable arrays that the gate keeps no
+    #: reference to, and never one array for two inputs; the executor may then add other
+    #: gradients into them in place. Leave it False if backward can return ``dout`` itself, a
+    #: view of it, an input, or anything kept on ``ctx`` or ``self`` (add, sub, sum, mean and
+    #: reshape do). ``graphexec.testing.check_gate`` verifies the claim.
     fresh_grads: ClassVar[bool] = False
 
     __slots__ = ("attrs",)
@@ -91,6 +102,35 @@ class Gate:
 
     def __repr__(self) -> str:
         return f"<gate {self.name!r} v{self.version} {self.attrs!r}>"
+
+
+def input_names(cls: type[Gate]) -> list[str]:
+    """The input names of ``cls.forward(self, ctx, *inputs)`` (``*xs`` for a variadic one).
+
+    Raises ValueError or TypeError if ``forward`` has no inspectable signature.
+    """
+    params = list(inspect.signature(cls.forward).parameters.values())[2:]
+    return [f"*{p.name}" if p.kind is p.VAR_POSITIONAL else p.name for p in params]
+
+
+def _type_text(annotation: Any) -> str:
+    if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
+        return annotation.__name__
+    return repr(annotation).replace("typing.", "")
+
+
+def attr_fields(cls: type[Gate]) -> list[tuple[str, str, Any]]:
+    """``(name, type, default)`` of each attribute of ``cls``, in declaration order."""
+    return [(name, _type_text(f.annotation), f.get_default(call_default_factory=True))
+            for name, f in cls.Attrs.model_fields.items()]
+
+
+def describe_attrs(cls: type[Gate]) -> str:
+    """One line for messages: ``"leaky_relu takes alpha: float = 0.01"``."""
+    fields = attr_fields(cls)
+    if not fields:
+        return f"{cls.name} takes no attributes"
+    return f"{cls.name} takes " + ", ".join(f"{n}: {t} = {d!r:.40}" for n, t, d in fields)
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

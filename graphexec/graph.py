@@ -18,7 +18,7 @@ from graphexec.errors import GraphError, printable
 from graphexec.fileformat import Header, tensor_entries
 from graphexec.fileformat.codec import describe_loc
 from graphexec.fileformat.schema import InputSpec, NodeSpec, OpSpec, OutputSpec, TrainingSection
-from graphexec.gate import Gate
+from graphexec.gate import Gate, describe_attrs
 from graphexec.registry import GateInfo, Registry, registry
 
 __all__ = ["Graph", "InputDecl", "Node", "NodeDef", "Training", "make_graph", "from_header", "to_header"]
@@ -129,9 +129,45 @@ def _order(defs: Sequence[NodeDef]) -> list[NodeDef]:
     try:
         order = list(nx.lexicographical_topological_sort(g, key=index.__getitem__))
     except nx.NetworkXUnfeasible:
-        cycle = [u for u, _ in nx.find_cycle(g)]
-        raise GraphError(f"the graph has a cycle: {' -> '.join(cycle + cycle[:1])}") from None
+        del g  # the cycle search below needs only the defs
+        raise GraphError(_cycle_message(defs, index)) from None
     return [defs[index[n]] for n in order]
+
+
+def _cycle_message(defs: Sequence[NodeDef], index: Mapping[str, int], show: int = 8) -> str:
+    """One cycle, found by walking node inputs; at most ``show`` names are listed.
+
+    Place every node whose inputs are all placed (Kahn's algorithm): each node left over lies
+    on a cycle or downstream of one, so it has an input that is left over too. From any left
+    over node, follow such inputs until a node repeats. Memory: a few ints per node (networkx's
+    ``find_cycle`` took ~4 KB per node)."""
+    waiting = [0] * len(defs)
+    readers: list[list[int]] = [[] for _ in defs]
+    for i, d in enumerate(defs):
+        for src in d.inputs:
+            if src in index:
+                waiting[i] += 1
+                readers[index[src]].append(i)
+    ready = [i for i, w in enumerate(waiting) if w == 0]
+    while ready:
+        for j in readers[ready.pop()]:
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                ready.append(j)
+    i = next(k for k, w in enumerate(waiting) if w)
+    step: dict[int, int] = {}
+    while i not in step:
+        step[i] = next(index[s] for s in defs[i].inputs if s in index and waiting[index[s]])
+        i = step[i]
+    cycle = [i]
+    while step[cycle[-1]] != i:
+        cycle.append(step[cycle[-1]])
+    cycle.reverse()  # data-flow order, starting at the node that comes first in the file
+    first = cycle.index(min(cycle))
+    names = [defs[k].name for k in cycle[first:] + cycle[:first]]
+    shown = names[:show] + names[:1] if len(names) <= show else names[:show] + ["..."]
+    more = "" if len(names) <= show else f" ({len(names)} nodes in the cycle)"
+    return f"the graph has a cycle: {' -> '.join(shown)}{more}"
 
 
 def _already_ordered(defs: Sequence[NodeDef], index: Mapping[str, int]) -> bool:
@@ -166,13 +202,13 @@ def validate_attrs(node: str, op: str, cls: type[Gate], attrs: Mapping[str, Any]
     except pydantic.ValidationError as e:
         err = e.errors(include_url=False, include_context=False, include_input=False)[0]
         raise GraphError(f"node {node!r} ({op}): bad attribute {describe_loc(err['loc'])!r}: "
-                         f"{printable(err['msg'])}") from e
+                         f"{printable(err['msg'])}; {describe_attrs(cls)}") from e
     for key, given in attrs.items():
         validated = getattr(model, key, given)
         if not _same_kind(given, validated):
             raise GraphError(f"node {node!r} ({op}): bad attribute {key!r}: expected "
                              f"{_kind(validated)}, found {_kind(given)} {given!r:.60} "
-                             "(attributes are not converted between types)")
+                             f"(attributes are not converted between types); {describe_attrs(cls)}")
     return model
 
 
@@ -207,7 +243,9 @@ def make_graph(name: str, inputs: Sequence[InputDecl], params: dict[str, np.ndar
     """Check, order and bind a graph. ``provenance`` maps op -> (dist, version) from a file."""
     _check_names(inputs, params, defs, outputs)
     reg = reg or registry()
-    nodes = [_bind(d, reg, provenance or {}) for d in _order(defs)]
+    prov, ordered = provenance or {}, _order(defs)
+    reg.require((d.op, d.version or 1, *prov.get(d.op, ("", ""))) for d in ordered)  # all at once
+    nodes = [_bind(d, reg, prov) for d in ordered]
     return Graph(name, inputs, params, nodes, outputs, metadata, training)
 
 
@@ -220,7 +258,7 @@ def _unique(what: str, names: Sequence[str]) -> None:
         seen.add(n)
 
 
-def from_header(header: Header, arrays: Sequence[np.ndarray]) -> Graph:
+def from_header(header: Header, arrays: Sequence[np.ndarray], reg: Registry | None = None) -> Graph:
     """Build a graph from a validated header and its tensors (params first, then training)."""
     n = len(header.params)
     params = {e.name: a for e, a in zip(header.params, arrays[:n])}
@@ -236,7 +274,7 @@ def from_header(header: Header, arrays: Sequence[np.ndarray]) -> Graph:
     _unique("ops entry for op", [o.op for o in header.ops])
     provenance = {o.op: (o.dist, o.dist_version) for o in header.ops}
     return make_graph(header.name, inputs, params, defs, {o.name: o.value for o in header.outputs},
-                      metadata=header.metadata, training=training, provenance=provenance)
+                      metadata=header.metadata, training=training, provenance=provenance, reg=reg)
 
 
 def _plain(v: Any) -> Any:

@@ -21,7 +21,7 @@ from graphexec.fileformat.atomic import atomic_write
 from graphexec.graph import Graph
 from graphexec.train import predict
 
-__all__ = ["Panel", "PlotError", "decision_boundaries", "training_curves"]
+__all__ = ["Panel", "PlotError", "check_target", "decision_boundaries", "training_curves"]
 
 GRID_STEP = 0.02  # mesh spacing of a decision-boundary panel, in data units
 MARGIN = 0.2  # room around the data in a panel
@@ -37,6 +37,30 @@ class Panel:
 
     graph: Graph
     title: str
+
+
+def check_target(path: str | os.PathLike[str]) -> None:
+    """Everything that can stop a figure from being written, checked before a long run:
+    matplotlib installed, a format it can write, the folder there.
+
+    Raises:
+        PlotError: Naming what is missing and what to do.
+    """
+    where = os.fspath(path)
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError as e:
+        raise PlotError(f"cannot draw {where!r}: drawing figures needs matplotlib: "
+                        "pip install graphexec[plot]") from e
+    fmt = os.path.splitext(where)[1].lstrip(".").lower() or "png"
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if fmt not in formats:
+        raise PlotError(f"cannot draw {where!r}: expected a figure file ending in one of "
+                        f"{', '.join('.' + f for f in sorted(formats))}, found .{fmt}")
+    folder = os.path.dirname(os.path.abspath(where))
+    if not os.path.isdir(folder):
+        raise PlotError(f"cannot draw {where!r}: the folder {folder!r} does not exist; "
+                        "create it first")
 
 
 def _figure(width: float, height: float) -> Any:

@@ -1,9 +1,18 @@
 """Gate plugins: discover → load → validate → freeze.
 
 Every op, built-in ones included, is a gate class published under the entry-point group
-``graphexec.gates`` (entry-point name = op name). Discovery lists entry points without importing
-anything; loading imports each one in isolation, so one broken plugin is reported as a
-``PluginError`` and the others still load; validation checks the class once, at load time.
+``graphexec.gates`` (entry-point name = op name).
+
+* **Discover** lists the entry points and imports nothing: the result is a read-only table of
+  who offers which op name.
+* **Load** imports one distribution's gates the first time one of its ops is needed (by a graph
+  being loaded or built, or by ``graphexec gates``), each entry point in isolation: any failure
+  short of ``KeyboardInterrupt`` (an ``ImportError``, ``SystemExit`` at import, a class that
+  cannot be inspected, an exception whose ``repr`` raises) becomes a reported ``PluginError``
+  and the other gates still load. A plugin whose import hangs blocks only the graphs that use it.
+* **Validate** checks each class once, at load time.
+* **Freeze**: the loaded gates of a distribution never change afterwards. ``register_gate`` puts
+  a gate in a separate in-process overlay, consulted first.
 
 Policy when two distributions offer the same op name: graphexec's own gate wins; otherwise the
 distribution whose name sorts first wins. The loser is listed in ``Registry.conflicts``.
@@ -17,27 +26,69 @@ import inspect
 import os
 import re
 import threading
-from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from types import MappingProxyType
+from typing import Any
 
 from pydantic import BaseModel
 
-from graphexec.errors import PluginError, UnknownOpError
+from graphexec.errors import PluginError, UnknownOpError, printable
 from graphexec.gate import Gate
 
-__all__ = ["GateInfo", "BrokenPlugin", "Registry", "registry", "register_gate", "reset_registry"]
+__all__ = [
+    "BrokenPlugin",
+    "Entry",
+    "GateInfo",
+    "InProcessGateWarning",
+    "Registry",
+    "build_registry",
+    "discover",
+    "installed_entries",
+    "register_gate",
+    "registry",
+    "reset_registry",
+    "restore",
+    "snapshot",
+    "warn_in_process",
+]
 
 GROUP = "graphexec.gates"
 OWN_DIST = "graphexec"
 IN_PROCESS = "<in-process>"
 DISABLE_ENV = "GRAPHEXEC_DISABLE_PLUGINS"
+MAX_MESSAGE = 2000  # characters of one error message; the rest is cut and counted
 #: A distribution name as PyPI accepts it; only such a name is suggested in a ``pip install``
 #: hint (a file may record ``<in-process>`` or worse, which must not become a shell command).
 _PYPI_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,126}[A-Za-z0-9])?")
 
 
+class InProcessGateWarning(UserWarning):
+    """A graph saved with a gate that only this process knows (``register_gate``)."""
+
+
 def _installable(dist: str) -> bool:
     return dist != OWN_DIST and _PYPI_NAME.fullmatch(dist) is not None
+
+
+def _bound(text: str, limit: int = MAX_MESSAGE) -> str:
+    text = printable(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters cut)"
+
+
+def describe_exception(e: BaseException) -> str:
+    """``repr(e)``, bounded; a repr that itself raises does not escape."""
+    try:
+        text = repr(e)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001  (a plugin's exception may break anything)
+        text = f"{type(e).__name__}(<repr() raised>)"
+    return _bound(text, 300)
 
 
 @dataclass(frozen=True)
@@ -55,120 +106,363 @@ class GateInfo:
 
 @dataclass(frozen=True)
 class BrokenPlugin:
-    """An entry point that could not be loaded, and why."""
+    """An entry point that could not be loaded, and why (``reason``: the short form)."""
 
     entry: str
     dist: str
     error: str
+    dist_version: str = ""
+    reason: str = ""
 
 
-@dataclass
-class Registry:
-    """The frozen table of gates found at discovery, plus in-process registrations."""
+@dataclass(frozen=True)
+class Entry:
+    """A discovered entry point: an op name on offer, not imported yet."""
 
-    gates: dict[str, GateInfo] = field(default_factory=dict)
-    broken: list[BrokenPlugin] = field(default_factory=list)
-    conflicts: list[str] = field(default_factory=list)
-
-    def resolve(self, op: str, version: int, dist: str = "", dist_version: str = "") -> GateInfo:
-        """The gate for ``op`` at file version ``version``; UnknownOpError if none can serve it."""
-        info = self.gates.get(op)
-        wanted = f" (the file says it comes from {dist!r} {dist_version})" if dist else ""
-        if info is None:
-            hint = f"; install it with: pip install {dist}" if _installable(dist) else ""
-            raise UnknownOpError(
-                f"op {op!r} version {version}{wanted} is not provided by any installed plugin"
-                f"{hint}; installed gates: {', '.join(sorted(self.gates)) or 'none'}"
-            )
-        if version > info.version:
-            source = dist if _installable(dist) else info.dist
-            hint = (f"; upgrade it: pip install -U {source}" if _installable(source)
-                    or source == OWN_DIST else "")
-            raise UnknownOpError(
-                f"op {op!r}: the graph needs version {version}{wanted}, but the installed gate is "
-                f"version {info.version} (from {info.dist!r} {info.dist_version}){hint}"
-            )
-        return info
+    name: str
+    dist: str
+    dist_version: str
+    value: str
+    ep: Any  # an importlib.metadata.EntryPoint (or a test's stand-in with .load())
 
 
+def _dist_of(ep: Any) -> tuple[str, str]:
+    try:
+        dist = getattr(ep, "dist", None)
+        if dist is None:
+            return "<unknown>", ""
+        return str(dist.metadata["Name"]), str(dist.version)
+    except Exception:  # noqa: BLE001  (broken metadata must not stop discovery)
+        return "<unknown>", ""
+
+
+def _entry(ep: Any) -> Entry:
+    dist, ver = _dist_of(ep)
+    return Entry(str(ep.name), dist, ver, str(getattr(ep, "value", "?")), ep)
+
+
+# ---------------------------------------------------------------------------- validate
 def gate_input_count(cls: type[Gate]) -> int:
     """Number of inputs ``cls.forward(self, ctx, *inputs)`` takes; -1 if variadic."""
-    params = list(inspect.signature(cls.forward).parameters.values())[2:]
+    try:
+        params = list(inspect.signature(cls.forward).parameters.values())[2:]
+    except (ValueError, TypeError) as e:
+        raise PluginError(f"gate {cls.name!r}: forward has no inspectable signature "
+                          f"({describe_exception(e)}); define it as def forward(self, ctx, x, ...)"
+                          ) from e
     if any(p.kind is p.VAR_POSITIONAL for p in params):
         return -1
     return len(params)
 
 
+def _check_attrs(obj: type[Gate]) -> None:
+    if not (isinstance(obj.Attrs, type) and issubclass(obj.Attrs, BaseModel)):
+        raise PluginError(f"gate {obj.name!r}: Attrs must be a pydantic BaseModel subclass; "
+                          "inherit graphexec.Attrs")
+    extra = obj.Attrs.model_config.get("extra")
+    if extra != "forbid":
+        raise PluginError(
+            f"gate {obj.name!r}: its Attrs allows extra keys (extra={extra!r}), so a misspelled "
+            "attribute would be dropped silently; inherit graphexec.Attrs (class Attrs(gx.Attrs): "
+            "...) or set model_config = ConfigDict(extra='forbid', frozen=True)")
+    try:
+        obj.Attrs()
+    except Exception as e:  # attributes must all have defaults so a bare gate can be made
+        raise PluginError(f"gate {obj.name!r}: every attribute needs a default "
+                          f"({describe_exception(e)})") from e
+
+
 def validate_gate_class(obj: object, entry: str) -> type[Gate]:
     """Check the gate contract once, at load time; PluginError names the entry and the fault."""
     if not (isinstance(obj, type) and issubclass(obj, Gate)):
-        raise PluginError(f"entry point {entry!r} is {obj!r}, not a graphexec.Gate subclass")
+        raise PluginError(f"entry point {entry!r} is {_safe_repr(obj)}, not a graphexec.Gate "
+                          "subclass")
     if not isinstance(obj.name, str) or not obj.name:
         raise PluginError(f"gate {obj.__qualname__} of {entry!r} has no op name (set name = ...)")
     if type(obj.version) is not int or obj.version < 1:
-        raise PluginError(f"gate {obj.name!r}: version must be an int >= 1, got {obj.version!r}")
-    if not (isinstance(obj.Attrs, type) and issubclass(obj.Attrs, BaseModel)):
-        raise PluginError(f"gate {obj.name!r}: Attrs must be a pydantic BaseModel subclass")
+        raise PluginError(f"gate {obj.name!r}: version must be an int >= 1, got "
+                          f"{_safe_repr(obj.version)}")
+    _check_attrs(obj)
     for meth in ("forward", "backward"):
         if getattr(obj, meth) is getattr(Gate, meth):
             raise PluginError(f"gate {obj.name!r} does not define {meth}(self, ctx, ...)")
     if gate_input_count(obj) == 0:
         raise PluginError(f"gate {obj.name!r}: forward(self, ctx, *inputs) takes no inputs")
-    try:
-        obj.Attrs()
-    except Exception as e:  # attributes must all have defaults so a bare gate can be made
-        raise PluginError(f"gate {obj.name!r}: every attribute needs a default ({e})") from e
     return obj
 
 
-def _dist_of(ep: EntryPoint) -> tuple[str, str]:
-    dist = getattr(ep, "dist", None)
-    if dist is None:
-        return "<unknown>", ""
-    return str(dist.metadata["Name"]), str(dist.version)
-
-
-def load_entry_point(ep: EntryPoint) -> GateInfo:
-    """Import one entry point and validate it; any failure becomes a PluginError."""
-    dist, ver = _dist_of(ep)
+def _safe_repr(obj: object) -> str:
     try:
-        obj = ep.load()
-    except Exception as e:
-        raise PluginError(f"{dist}: cannot import gate {ep.name!r} ({ep.value}): {e!r}") from e
-    cls = validate_gate_class(obj, f"{dist}:{ep.name}")
-    if cls.name != ep.name:
-        raise PluginError(
-            f"{dist}: entry point {ep.name!r} points at gate {cls.name!r}; the names must match"
-        )
-    return GateInfo(cls.name, cls.version, cls, gate_input_count(cls), dist, ver, cls.__module__)
+        return _bound(repr(obj), 120)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001
+        return f"<{type(obj).__name__} whose repr() raises>"
 
 
-def _rank(info: GateInfo) -> tuple[int, str]:
-    return (0 if info.dist == OWN_DIST else 1, info.dist)
+# ---------------------------------------------------------------------------- load
+def load_entry(entry: Entry) -> GateInfo:
+    """Import one entry point and validate it; every failure short of KeyboardInterrupt
+    becomes a PluginError (whose ``args[1]`` is the short reason)."""
+    where = f"{entry.dist}:{entry.name}"
+    try:
+        obj = entry.ep.load()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:
+        why = describe_exception(e)
+        raise PluginError(f"{entry.dist}: cannot import gate {entry.name!r} ({entry.value}): "
+                          f"{why}", f"it failed to import: {why}") from e
+    try:
+        cls = validate_gate_class(obj, where)
+        if cls.name != entry.name:
+            raise PluginError(f"{entry.dist}: entry point {entry.name!r} points at gate "
+                              f"{cls.name!r}; the names must match")
+        return GateInfo(cls.name, cls.version, cls, gate_input_count(cls), entry.dist,
+                        entry.dist_version, str(cls.__module__))
+    except KeyboardInterrupt:
+        raise
+    except PluginError as e:
+        raise PluginError(str(e), f"its gate class is invalid: {e}") from e
+    except BaseException as e:
+        why = describe_exception(e)
+        raise PluginError(f"{where}: the gate class cannot be checked: {why}",
+                          f"its gate class cannot be checked: {why}") from e
 
 
-def build_registry(eps: list[EntryPoint] | None = None) -> Registry:
-    """Discover (or take) entry points, load each in isolation, keep the winner per op name."""
-    if eps is None:
-        eps = list(entry_points(group=GROUP))
-        if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
-            eps = [ep for ep in eps if _dist_of(ep)[0] == OWN_DIST]
-    reg = Registry()
-    for ep in sorted(eps, key=lambda e: (_dist_of(e), e.name)):
+@dataclass(frozen=True)
+class DistLoad:
+    """One distribution's gates after loading: frozen."""
+
+    gates: Mapping[str, GateInfo]
+    broken: tuple[BrokenPlugin, ...]
+
+
+def _load_dist(entries: Sequence[Entry]) -> DistLoad:
+    gates: dict[str, GateInfo] = {}
+    broken: list[BrokenPlugin] = []
+    for e in entries:
         try:
-            info = load_entry_point(ep)
-        except PluginError as e:
-            reg.broken.append(BrokenPlugin(ep.name, _dist_of(ep)[0], str(e)))
-            continue
-        old = reg.gates.get(info.name)
-        if old is not None:
-            keep, lose = (old, info) if _rank(old) <= _rank(info) else (info, old)
-            reg.conflicts.append(
-                f"op {info.name!r} is offered by {keep.dist!r} and {lose.dist!r}; using {keep.dist!r}"
-            )
-            info = keep
-        reg.gates[info.name] = info
-    return reg
+            gates[e.name] = load_entry(e)
+        except PluginError as err:
+            reason = err.args[1] if len(err.args) > 1 else str(err)
+            broken.append(BrokenPlugin(e.name, e.dist, str(err.args[0]), e.dist_version, reason))
+    return DistLoad(MappingProxyType(gates), tuple(broken))
+
+
+def _rank(dist: str) -> tuple[int, str]:
+    return (0 if dist == OWN_DIST else 1, dist)
+
+
+class _Table:
+    """What discovery found (read-only: op name → entries offering it, in policy order), plus
+    each distribution's gates, loaded on first need and frozen from then on."""
+
+    def __init__(self, entries: Iterable[Entry], disabled: Iterable[Entry], off: bool):
+        offers: dict[str, list[Entry]] = {}
+        dists: dict[str, list[Entry]] = {}
+        for e in sorted(entries, key=lambda e: (_rank(e.dist), e.name)):
+            offers.setdefault(e.name, []).append(e)
+            dists.setdefault(e.dist, []).append(e)
+        self.offers: Mapping[str, tuple[Entry, ...]] = MappingProxyType(
+            {k: tuple(v) for k, v in offers.items()})
+        self.dists: Mapping[str, tuple[Entry, ...]] = MappingProxyType(
+            {k: tuple(v) for k, v in dists.items()})
+        skipped: dict[str, Entry] = {}
+        for e in sorted(disabled, key=lambda e: (_rank(e.dist), e.name)):
+            skipped.setdefault(e.name, e)
+        self.disabled: Mapping[str, Entry] = MappingProxyType(skipped)
+        self.off = off
+        self._loaded: dict[str, DistLoad] = {}
+        # One lock per distribution: a plugin whose import hangs blocks only its own ops.
+        self._locks = {d: threading.RLock() for d in dists}
+
+    def load(self, dist: str) -> DistLoad:
+        done = self._loaded.get(dist)
+        if done is None:
+            with self._locks[dist]:
+                done = self._loaded.get(dist)
+                if done is None:
+                    done = self._loaded[dist] = _load_dist(self.dists[dist])
+        return done
+
+    def installed(self, op: str) -> GateInfo | None:
+        """The winning gate for ``op``: the first offer, in policy order, that loads."""
+        for e in self.offers.get(op, ()):
+            info = self.load(e.dist).gates.get(op)
+            if info is not None:
+                return info
+        return None
+
+    def broken_offer(self, op: str) -> BrokenPlugin | None:
+        for e in self.offers.get(op, ()):
+            for b in self.load(e.dist).broken:
+                if b.entry == op:
+                    return b
+        return None
+
+
+Wanted = tuple[str, int, str, str]  # op, version, dist and dist version the file names
+
+
+class Registry:
+    """The read-only table of discovered gates, plus an in-process overlay (``register_gate``).
+
+    ``gates``, ``broken`` and ``conflicts`` load every distribution; ``resolve`` and ``require``
+    load only the distributions that offer the ops asked for.
+    """
+
+    def __init__(self, table: _Table, overlay: Mapping[str, GateInfo] | None = None):
+        self._table = table
+        self._overlay: dict[str, GateInfo] = dict(overlay or {})
+
+    # -- views ---------------------------------------------------------------------------
+    @property
+    def overlay(self) -> Mapping[str, GateInfo]:
+        """Gates registered in this process only (read-only view)."""
+        return MappingProxyType(self._overlay)
+
+    @property
+    def gates(self) -> Mapping[str, GateInfo]:
+        """Every usable gate by op name (read-only); imports every distribution."""
+        table = {op: info for op in self._table.offers
+                 if (info := self._table.installed(op)) is not None}
+        table.update(self._overlay)
+        return MappingProxyType(dict(sorted(table.items())))
+
+    @property
+    def broken(self) -> list[BrokenPlugin]:
+        """Entry points that failed to load; imports every distribution."""
+        return [b for d in self._table.dists for b in self._table.load(d).broken]
+
+    @property
+    def conflicts(self) -> list[str]:
+        """One line per op offered by two distributions that both load; imports every one."""
+        out = []
+        for op, offers in self._table.offers.items():
+            ok = [e.dist for e in offers if op in self._table.load(e.dist).gates]
+            out += [f"op {op!r} is offered by {ok[0]!r} and {lose!r}; using {ok[0]!r}"
+                    for lose in ok[1:]]
+        return out
+
+    def names(self) -> list[str]:
+        """Every op name on offer, without importing anything."""
+        return sorted(set(self._table.offers) | set(self._overlay))
+
+    def find(self, op: str) -> GateInfo | None:
+        """The gate for ``op`` (the overlay first), importing only its distribution."""
+        return self._overlay.get(op) or self._table.installed(op)
+
+    # -- resolving -----------------------------------------------------------------------
+    def resolve(self, op: str, version: int, dist: str = "", dist_version: str = "") -> GateInfo:
+        """The gate for ``op`` at file version ``version``; UnknownOpError if none can serve it."""
+        info = self.find(op)
+        if info is None or version > info.version:
+            self.require([(op, version, dist, dist_version)])  # raises, saying why
+            raise AssertionError("unreachable: require() accepted what find() refused")
+        return info
+
+    def require(self, wanted: Iterable[Wanted]) -> None:
+        """Check that every op can be served; one UnknownOpError lists all that cannot."""
+        best: dict[str, Wanted] = {}
+        for w in wanted:
+            seen = best.get(w[0])
+            if seen is None or w[1] > seen[1]:
+                best[w[0]] = w
+        problems = [p for w in best.values() if (p := self._problem(*w)) is not None]
+        if problems:
+            raise UnknownOpError(self._message(problems))
+
+    def _problem(self, op: str, version: int, dist: str, dver: str) -> tuple[str, str] | None:
+        """None if ``op`` can be served; else (phrase, a dist to pip install or "")."""
+        info = self.find(op)
+        wanted = f" (the file says it comes from {dist!r} {dver})" if dist else ""
+        head = f"op {op!r} version {version}{wanted}" if version >= 1 else f"op {op!r}"
+        if info is not None:
+            if version <= info.version:
+                return None
+            source = dist if _installable(dist) else info.dist
+            hint = (f"; upgrade it: pip install -U {source}" if _installable(source)
+                    or source == OWN_DIST else "")
+            return ((f"op {op!r}: the graph needs version {version}{wanted}, but the installed "
+                    f"gate is version {info.version} (from {info.dist!r} {info.dist_version}){hint}"),
+                    "")
+        broken = self._table.broken_offer(op)
+        if broken is not None:
+            return ((f"op {op!r} is provided by {broken.dist} {broken.dist_version}, but "
+                    f"{broken.reason}; fix or reinstall {broken.dist}"), "")
+        off = f"third-party plugins are disabled ({DISABLE_ENV}={os.environ.get(DISABLE_ENV, '1')})"
+        skipped = self._table.disabled.get(op)
+        if skipped is not None:
+            return ((f"{head} is provided by {skipped.dist} {skipped.dist_version}, but {off}; "
+                    f"unset {DISABLE_ENV} to use it"), "")
+        if self._table.off:
+            return ((f"{head} is not one of graphexec's own gates, and {off}; unset "
+                    f"{DISABLE_ENV} to look for it in installed plugins"), "")
+        return (f"{head} is not provided by any installed plugin",
+                dist if _installable(dist) else "")
+
+    def _message(self, problems: list[tuple[str, str]]) -> str:
+        dists = sorted({d for _, d in problems if d})
+        parts = [p for p, _ in problems]
+        if len(problems) > 1:
+            parts[0] = f"{len(problems)} ops of this graph cannot be served: {parts[0]}"
+        if dists:
+            parts.append(f"install {'it' if len(dists) == 1 else 'them'} with: "
+                         f"pip install {' '.join(dists)}")
+        if any("not provided" in p or "not one of" in p for p in parts):
+            parts.append(f"installed gates: {', '.join(self.names()) or 'none'}")
+        return _bound("; ".join(parts))
+
+    # -- the overlay ---------------------------------------------------------------------
+    def add(self, info: GateInfo, *, replace: bool = False) -> None:
+        """Put ``info`` in this process's overlay; PluginError if it would silently shadow
+        another gate of that name (``replace=True`` overrides)."""
+        current = self.find(info.name)
+        if current is not None and not replace and current.cls is not info.cls:
+            raise PluginError(f"op {info.name!r} is already provided by {current.dist!r}; "
+                              "pass replace=True to override it in this process")
+        self._overlay[info.name] = info
+
+    def with_gates(self, *classes: type[Gate]) -> Registry:
+        """A new registry: this one's table and overlay, plus ``classes`` (this one unchanged)."""
+        reg = Registry(self._table, self._overlay)
+        for cls in classes:
+            reg._overlay[cls.name] = _in_process_info(cls)
+        return reg
+
+
+def _in_process_info(cls: type[Gate]) -> GateInfo:
+    cls = validate_gate_class(cls, f"{IN_PROCESS}:{getattr(cls, 'name', '?')}")
+    return GateInfo(cls.name, cls.version, cls, gate_input_count(cls), IN_PROCESS, "",
+                    cls.__module__)
+
+
+# ---------------------------------------------------------------------------- the process-wide one
+def _plugins_disabled() -> bool:
+    return os.environ.get(DISABLE_ENV, "") not in ("", "0")
+
+
+def build_registry(eps: Iterable[Any] | None = None) -> Registry:
+    """Discover (or take) entry points; nothing is imported until a gate is needed.
+
+    ``GRAPHEXEC_DISABLE_PLUGINS`` applies to discovered entry points, not to ``eps`` given.
+    """
+    off = eps is None and _plugins_disabled()
+    entries = installed_entries() if eps is None else [_entry(ep) for ep in eps]
+    kept = [e for e in entries if not off or e.dist == OWN_DIST]
+    skipped = [e for e in entries if off and e.dist != OWN_DIST]
+    return Registry(_Table(kept, skipped, off))
+
+
+def installed_entries() -> list[Entry]:
+    """Every installed ``graphexec.gates`` entry point (imports nothing; ignores DISABLE_ENV)."""
+    return [_entry(ep) for ep in entry_points(group=GROUP)]
+
+
+def discover() -> Registry:
+    """A new registry from the installed entry points (imports nothing)."""
+    return build_registry()
 
 
 _lock = threading.Lock()
@@ -180,7 +474,7 @@ def registry() -> Registry:
     global _registry
     with _lock:
         if _registry is None:
-            _registry = build_registry()
+            _registry = discover()
         return _registry
 
 
@@ -191,16 +485,38 @@ def reset_registry(reg: Registry | None = None) -> None:
         _registry = reg
 
 
-def register_gate(cls: type[Gate], *, replace: bool = False) -> type[Gate]:
-    """Register a gate in this process only (notebooks, tests). Usable as a class decorator."""
-    cls = validate_gate_class(cls, f"{IN_PROCESS}:{getattr(cls, 'name', '?')}")
+Snapshot = tuple[Registry, dict[str, GateInfo]]
+
+
+def snapshot() -> Snapshot:
+    """The process-wide registry and its overlay, for :func:`restore` (test fixtures)."""
     reg = registry()
-    if cls.name in reg.gates and not replace and reg.gates[cls.name].cls is not cls:
-        raise PluginError(
-            f"op {cls.name!r} is already provided by {reg.gates[cls.name].dist!r}; "
-            "pass replace=True to override it in this process"
-        )
-    reg.gates[cls.name] = GateInfo(
-        cls.name, cls.version, cls, gate_input_count(cls), IN_PROCESS, "", cls.__module__
-    )
+    return reg, dict(reg._overlay)
+
+
+def restore(snap: Snapshot) -> None:
+    """Put back the registry and overlay that :func:`snapshot` saw."""
+    reg, overlay = snap
+    reg._overlay.clear()
+    reg._overlay.update(overlay)
+    reset_registry(reg)
+
+
+def warn_in_process(graph: str, nodes: Iterable[Any]) -> None:
+    """Warn (InProcessGateWarning) if any node's gate was registered only in this process."""
+    local = sorted({n.op for n in nodes if n.info.dist == IN_PROCESS})
+    if local:
+        warnings.warn(InProcessGateWarning(
+            f"graph {graph!r} uses ops registered only in this process ({', '.join(local)}, via "
+            "graphexec.register_gate): other processes cannot load the saved file unless they "
+            "register the same gates or install a plugin that provides them"), stacklevel=3)
+
+
+def register_gate(cls: type[Gate], *, replace: bool = False) -> type[Gate]:
+    """Register a gate in this process only (notebooks, tests). Usable as a class decorator.
+
+    Files saved with it warn (InProcessGateWarning): other processes cannot load them unless
+    they register the same gate or install a plugin that provides it.
+    """
+    registry().add(_in_process_info(cls), replace=replace)
     return cls

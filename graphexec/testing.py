@@ -15,12 +15,20 @@ when the gate:
   ``ctx.needs_grad`` in a way that changes the gradients it does return;
 * turns float32 inputs into a float64 output or gradient;
 * has a backward that disagrees with central differences of its forward (kink-aware, float64);
+* declares ``fresh_grads = True`` but returns a gradient that is not a new, writeable array of
+  its own (``dout``, an input, its output, something kept on ``ctx``, or one array twice);
 * has attributes that do not survive a save/load round trip of a one-node graph.
+
+``check_distribution("my-dist")`` checks every ``graphexec.gates`` entry point of an installed
+distribution: each entry-point name matches its gate's ``name``, each class loads and validates,
+and each gate passes ``check_gate`` (at input shapes (4, 3) unless ``cases`` says otherwise).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import numpy as np
@@ -29,7 +37,7 @@ import pydantic
 from graphexec.gate import Ctx, Gate
 from graphexec.gradcheck import check_gate_gradients
 
-__all__ = ["check_gate"]
+__all__ = ["DistributionReport", "EntryCheck", "check_distribution", "check_gate"]
 
 Shape = tuple[int, ...]
 
@@ -66,6 +74,7 @@ def check_gate(cls: type[Gate], *input_shapes: Shape, attrs: dict[str, Any] | No
     xs = [np.array(x, dtype=x.dtype) for x in map(np.asarray, xs)]
     dout = _contract_run(cls, gate, xs, rng)
     _check_needs_grad(cls, gate, xs, dout)
+    _check_fresh_grads(cls, gate, xs, dout)
     _check_float32(cls, gate, xs, rng)
     err = _check_numerical(cls, gate, xs, rng, eps=eps, rtol=rtol, max_coords=max_coords)
     _check_round_trip(cls, gate, xs)
@@ -283,31 +292,53 @@ def _check_numerical(cls: type[Gate], gate: Gate, xs: Sequence[np.ndarray],
     return max((t.max_rel_error for t in checks.values()), default=0.0)
 
 
+def _check_fresh_grads(cls: type[Gate], gate: Gate, xs: Sequence[np.ndarray],
+                       dout: np.ndarray) -> None:
+    """``fresh_grads = True`` lets the executor add into the returned gradients in place, so
+    each must be a new writeable array that shares memory with nothing the gate can see."""
+    if getattr(cls, "fresh_grads", False) is not True:
+        return
+    ctx = Ctx()
+    ins = [np.array(x) for x in xs]  # writeable: what is shared is found by memory, not flags
+    y = np.asarray(gate.forward(ctx, *ins))
+    ctx.needs_grad = _floats(xs)
+    up = np.array(dout)
+    grads = tuple(gate.backward(ctx, up))
+    held = [(f"input {j}", x) for j, x in enumerate(ins)] + [("dout", up), ("its output", y)]
+    held += [(f"ctx.{k}", v) for k, v in vars(ctx).items() if isinstance(v, np.ndarray)]
+    fix = ("Return new arrays (dy * mask, dy.copy()), or remove fresh_grads = True: the executor "
+           "then copies before it sums")
+    for i, g in enumerate(grads):
+        if not isinstance(g, np.ndarray) or xs[i].dtype.kind != "f":
+            continue  # None, or a numpy scalar: nothing can be added into it in place
+        if not g.flags.writeable:
+            _fail(cls, f"declares fresh_grads = True, but the gradient for input {i} is read-only",
+                  fix)
+        for what, other in held:
+            if np.may_share_memory(g, other):
+                _fail(cls, f"declares fresh_grads = True, but the gradient for input {i} shares "
+                           f"memory with {what}", fix)
+        held.append((f"the gradient for input {i}", g))
+
+
 def _check_round_trip(cls: type[Gate], gate: Gate, xs: Sequence[np.ndarray]) -> None:
     """Save and load a one-node graph of the gate; attributes and results must come back."""
     import graphexec as gx
-    from graphexec.graph import InputDecl, NodeDef, make_graph
+    from graphexec.fileformat import decode, encode
+    from graphexec.graph import InputDecl, NodeDef, from_header, make_graph, to_header
     from graphexec.registry import registry
 
-    reg = registry()
-    old = reg.gates.get(cls.name)
-    if old is None or old.cls is not cls:
-        gx.register_gate(cls, replace=True)
+    reg = registry().with_gates(cls)  # a private overlay: the process registry is not touched
     try:
         decls = [InputDecl(f"in{i}", x.dtype, x.shape) for i, x in enumerate(xs)]
         node = NodeDef("node", cls.name, tuple(d.name for d in decls),
                        gate.attrs.model_dump(), cls.version)
-        data = gx.dumps(make_graph(f"check_{cls.name}", decls, {}, [node], {"out": "node"}))
-        g2 = gx.loads(data)
+        g = make_graph(f"check_{cls.name}", decls, {}, [node], {"out": "node"}, reg=reg)
+        g2 = from_header(*decode(b"".join(encode(*to_header(g)))), reg=reg)
     except Exception as e:  # noqa: BLE001  (whatever breaks the round trip is the finding)
         _fail(cls, f"attributes {gate.attrs!r} do not survive a save/load round trip: "
                    f"{type(e).__name__}: {e}",
               "Attributes must be plain values: bool, int, float, str, or lists of them")
-    finally:
-        if old is None:
-            reg.gates.pop(cls.name, None)
-        else:
-            reg.gates[cls.name] = old
     loaded = g2.nodes[0].gate.attrs
     if loaded != gate.attrs:
         _fail(cls, f"attributes do not survive a save/load round trip: made {gate.attrs!r}, "
@@ -317,3 +348,99 @@ def _check_round_trip(cls: type[Gate], gate: Gate, xs: Sequence[np.ndarray]) -> 
     out = gx.run(g2, {f"in{i}": x for i, x in enumerate(xs)})["out"]
     if not np.array_equal(out, np.asarray(gate.forward(Ctx(), *xs)), equal_nan=True):
         _fail(cls, "a loaded one-node graph computes another value than the gate itself")
+
+
+# ---------------------------------------------------------------------------- a whole distribution
+@dataclass(frozen=True)
+class EntryCheck:
+    """The verdict on one entry point: ``message`` says what failed, or the gradient error."""
+
+    entry: str
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class DistributionReport:
+    """What :func:`check_distribution` found, one line per entry point."""
+
+    dist: str
+    version: str
+    checks: tuple[EntryCheck, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def __str__(self) -> str:
+        bad = sum(not c.ok for c in self.checks)
+        head = (f"{self.dist} {self.version}: {len(self.checks)} gate entry points, "
+                f"{'all pass' if not bad else f'{bad} fail'}")
+        return "\n".join([head] + [f"  {'ok  ' if c.ok else 'FAIL'} {c.entry}: {c.message}"
+                                   for c in self.checks])
+
+
+def _canonical(dist: str) -> str:
+    return re.sub(r"[-_.]+", "-", dist).lower()
+
+
+def check_distribution(dist: str, *, cases: Mapping[str, Mapping[str, Any]] | None = None
+                       ) -> DistributionReport:
+    """Check every ``graphexec.gates`` entry point of the installed distribution ``dist``.
+
+    Each entry point must load and validate (its name equal to its gate's ``name``), and each
+    gate must pass :func:`check_gate`. Nothing is added to the process's registry.
+
+    Args:
+        dist: the distribution's name, as in its ``pyproject.toml`` (``-``/``_`` alike).
+        cases: per op name, keyword arguments for ``check_gate``; ``"shapes"`` gives the input
+            shapes (default ``(4, 3)`` for each input), e.g.
+            ``{"matmul": {"shapes": [(4, 3), (3, 2)]}, "loss": {"dtypes": ["float64", "int64"]}}``.
+
+    Returns:
+        The report, if every entry point passes.
+
+    Raises:
+        AssertionError: with the whole report, if any entry point fails or ``dist`` offers none.
+    """
+    from graphexec.registry import GROUP, installed_entries
+
+    entries = sorted((e for e in installed_entries() if _canonical(e.dist) == _canonical(dist)),
+                     key=lambda e: e.name)
+    if not entries:
+        offering = sorted({e.dist for e in installed_entries()})
+        raise AssertionError(f"check_distribution({dist!r}): no {GROUP!r} entry points belong to "
+                             f"{dist!r}; is it installed (pip install -e .)? distributions with "
+                             f"gates: {', '.join(offering) or 'none'}")
+    cases = dict(cases or {})
+    unknown = sorted(set(cases) - {e.name for e in entries})
+    if unknown:
+        raise ValueError(f"check_distribution({dist!r}): cases names ops that {dist!r} does not "
+                         f"offer: {unknown}; it offers {sorted(e.name for e in entries)}")
+    checks = tuple(_check_entry(e, cases.get(e.name, {})) for e in entries)
+    report = DistributionReport(entries[0].dist, entries[0].dist_version, checks)
+    if not report.ok:
+        raise AssertionError(str(report))
+    return report
+
+
+def _check_entry(entry: Any, case: Mapping[str, Any]) -> EntryCheck:
+    from graphexec.errors import PluginError
+    from graphexec.registry import describe_exception, load_entry
+
+    try:
+        info = load_entry(entry)
+    except PluginError as e:
+        return EntryCheck(entry.name, False, f"does not load: {e.args[0]}")
+    options = dict(case)
+    shapes = options.pop("shapes", [(4, 3)] * (2 if info.n_inputs < 0 else info.n_inputs))
+    try:
+        err = check_gate(info.cls, *map(tuple, shapes), **options)
+    except AssertionError as e:
+        return EntryCheck(entry.name, False, str(e))
+    except Exception as e:  # noqa: BLE001  (say which gate broke and how to tell the kit more)
+        return EntryCheck(entry.name, False,
+                          f"check_gate raised {describe_exception(e)} at input shapes "
+                          f"{[tuple(s) for s in shapes]}; pass cases={{{entry.name!r}: "
+                          "{'shapes': [...], ...}} with inputs this gate accepts")
+    return EntryCheck(entry.name, True, f"passes check_gate (max relative error {err:.1e})")

@@ -31,10 +31,14 @@ from graphexec.graph import Graph
 from graphexec.nn import get_reg
 from graphexec.optim import Optimizer, Schedule, make_optimizer, make_schedule
 
-__all__ = ["EpochEnd", "History", "TrainingError", "accuracy", "confusion_matrix", "fit",
+__all__ = ["DEFAULTS", "EpochEnd", "History", "TrainingError", "accuracy", "confusion_matrix", "fit",
            "has_tqdm", "predict", "predict_labels"]
 
 EVAL_CHUNK = 4096  # rows per forward pass when measuring accuracy (bounds the memory)
+#: What fit (and ``graphexec train``) use for a setting that neither the call nor the graph's
+#: training spec gives.
+DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 64, "optimizer": "adam", "lr": 1e-3,
+                            "seed": 0}
 Split = tuple[np.ndarray, np.ndarray]
 
 
@@ -104,11 +108,10 @@ def confusion_matrix(g: Graph, X: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- settings
 def _pick(given: Any, stored: Any, what: str) -> Any:
-    value = given if given is not None else stored
-    if value is None:
-        raise TrainingError(f"{what} is not set: pass {what}=... or train a graph whose "
-                            "training spec sets it")
-    return value
+    """The argument, else the graph's spec, else :data:`DEFAULTS`."""
+    if given is not None:
+        return given
+    return stored if stored is not None else DEFAULTS[what]
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
@@ -120,9 +123,10 @@ def _check_int(name: str, value: Any, low: int) -> int:
 def _resolve_optimizer(stored: TrainSpec, optimizer: Optimizer | None,
                        lr_schedule: Schedule | None) -> tuple[Optimizer, Schedule | None]:
     """The optimiser and schedule: the arguments, else rebuilt from the stored spec."""
-    if optimizer is None and stored.optimizer is not None:
-        optimizer = make_optimizer(stored.optimizer, **stored.hyperparams)
-    optimizer = _pick(optimizer, None, "optimizer")
+    if optimizer is None:
+        optimizer = (make_optimizer(stored.optimizer, **stored.hyperparams)
+                     if stored.optimizer is not None
+                     else make_optimizer(DEFAULTS["optimizer"], lr=DEFAULTS["lr"]))
     if not isinstance(optimizer, Optimizer):
         raise TrainingError(f"optimizer must be a graphexec.optim optimiser such as "
                             f"gx.optim.Adam(lr=1e-3), got {type(optimizer).__name__}")
@@ -144,7 +148,7 @@ def _resolve(g: Graph, epochs: int | None, batch_size: int | None, optimizer: Op
     if resume and stored.seed is not None:
         seed = stored.seed  # the stored generator state continues; keep its seed on record
     elif seed is None:
-        seed = stored.seed if stored.seed is not None else 0
+        seed = _pick(None, stored.seed, "seed")
     extra = dict(stored.extra)
     reg = get_reg(g)
     if reg is not None:
@@ -179,11 +183,32 @@ def _check_split(g: Graph, X: Any, y: Any, what: str) -> Split:
     if y.ndim != 1 or X.ndim < 1 or len(X) != len(y) or len(y) == 0:
         raise TrainingError(f"{what}: need X with N >= 1 rows and y of shape (N,), got X "
                             f"{X.shape} and y {y.shape}")
+    _check_finite(X, what)
     n_classes = predict(g, X[:1]).shape[-1]
-    if y.min() < 0 or y.max() >= n_classes:
+    bad = (y < 0) | (y >= n_classes)
+    if bad.any():
+        row = int(np.argmax(bad))
         raise TrainingError(f"{what}: labels must lie in 0..{n_classes - 1} (the graph has "
-                            f"{n_classes} scores), found {y.min()}..{y.max()}")
+                            f"{n_classes} scores), found {y.min()}..{y.max()}; the first bad "
+                            f"label is y[{row}] = {y[row]}")
     return X, y
+
+
+def _check_finite(X: np.ndarray, what: str) -> None:
+    """NaN or infinity in X would only show up as a NaN loss epochs later: name the row now."""
+    if X.dtype.kind != "f" or X.size == 0:
+        return
+    first, count = None, 0
+    for start in range(0, len(X), EVAL_CHUNK):  # bounded temporary memory
+        chunk = X[start:start + EVAL_CHUNK]
+        bad = ~np.isfinite(chunk.reshape(len(chunk), -1)).all(axis=1)
+        count += int(bad.sum())
+        if first is None and bad.any():
+            first = start + int(np.argmax(bad))
+    if first is not None:
+        raise TrainingError(f"{what}: X must be finite, found NaN or infinity in {count} of "
+                            f"{len(X)} rows, the first at row {first}; drop or impute those "
+                            "rows before training")
 
 
 def _check_val(g: Graph, val: Any) -> Split | None:
@@ -322,7 +347,9 @@ def fit(g: Graph, X: np.ndarray, y: np.ndarray, *, epochs: int | None = None,
             updated in place; at the end ``g.training`` holds the run (a checkpoint).
         X: Training examples, dtype of the graph's ``x`` (no silent casts).
         y: Integer labels in 0..C-1, shape (N,).
-        epochs: Total number of epochs (on resume: including those already done).
+        epochs: Total number of epochs (on resume: including those already done). Every
+            setting left as None and not in the graph's spec takes :data:`DEFAULTS`: 10
+            epochs, batch 64, Adam lr 1e-3, seed 0 (the defaults of ``graphexec train``).
         batch_size: Examples per step; the last batch of an epoch may be smaller.
         optimizer: A :mod:`graphexec.optim` optimiser; its ``lr`` is the base learning rate.
             Its state is reset on a fresh run and loaded from the checkpoint on resume.

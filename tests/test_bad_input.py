@@ -294,7 +294,7 @@ def test_cli_missing_file_and_directory(tmp_path, capsys):
         for command in ("info", "run", "check"):
             code, out, err = cli(capsys, command, target)
             assert code == 2 and out == ""
-            assert_one_clean_line(err, r"cannot open|Is a directory")
+            assert_one_clean_line(err, r"cannot open|is a directory, not a regular file")
 
 
 @pytest.mark.parametrize("args, pattern", [
@@ -311,3 +311,49 @@ def test_cli_train_bad_hyperparameters(args, pattern, tmp_path, capsys):
     assert code == 2
     assert_one_clean_line(err, pattern)
     assert not (tmp_path / "out.gx").exists()
+
+
+# ---------------------------------------------------------------------------- one definition of text
+def test_onnx_text_with_c1_controls_imports_into_something_a_file_can_hold(tmp_path):
+    """The importer's cleaner let U+0080-U+009F through and the schema refused them: the import
+    succeeded and its save failed. Both now use ``schema.clean_text``."""
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from graphexec.onnx_io import import_onnx
+
+    x = helper.make_tensor_value_info("x\x9b[2J", TensorProto.DOUBLE, [2])
+    y = helper.make_tensor_value_info("y\x85", TensorProto.DOUBLE, [2])
+    graph = helper.make_graph([helper.make_node("Neg", ["x\x9b[2J"], ["y\x85"])], "g\x9b", [x], [y],
+                              doc_string="evil \x9b2J and \x1b]0;t\x07 text\tok\nok")
+    model = helper.make_model(graph, producer_name="p\x90", opset_imports=[helper.make_opsetid("", 17)])
+    g = import_onnx(model)
+    assert g.metadata["description"] == "evil  2J and  ]0;t  text\tok\nok"
+    assert g.metadata["onnx_producer"].startswith("p ")
+    gx.save(g, tmp_path / "m.gx")  # used to raise: "String should match pattern"
+    back = gx.load(tmp_path / "m.gx")
+    assert back.metadata == g.metadata
+    np.testing.assert_array_equal(gx.Executor(back).forward(**{back.inputs[0]: np.ones(2)})[
+        back.outputs[0]], -np.ones(2))
+
+
+def test_clean_text_output_is_always_valid_text():
+    from pydantic import TypeAdapter
+
+    from graphexec.fileformat.schema import Text, clean_text
+
+    every = "".join(map(chr, range(0x200))) + "\N{GRINNING FACE}"
+    assert TypeAdapter(Text).validate_python(clean_text(every)) == clean_text(every)
+    assert clean_text("a\tb\nc") == "a\tb\nc"
+
+
+def test_a_checkpoint_field_holding_a_huge_list_gives_one_short_line():
+    """It gave a 600 KB line: the message quoted the whole list."""
+    from graphexec.checkpoint import read_spec
+    from graphexec.graph import Training
+
+    with pytest.raises(gx.GraphFileError) as info:
+        read_spec(Training(spec={"epochs": list(range(200_000))}))
+    message = str(info.value)
+    assert message.startswith("training section: spec 'epochs' must be")
+    assert len(message) <= 1000 and message.endswith("characters in all]")

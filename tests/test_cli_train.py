@@ -6,14 +6,13 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import MODELS
 
 import graphexec as gx
 from graphexec import nn
 from graphexec.cli.main import main
 from graphexec.data import spiral
 from graphexec.train import accuracy
-
-from conftest import MODELS
 
 SPIRAL = str(MODELS / "spiral_mlp.gx")
 
@@ -130,3 +129,114 @@ def test_train_then_run_for_real(tmp_path):
     scores = np.array(json.loads(run.stdout)["outputs"]["scores"])
     np.testing.assert_allclose(scores, gx.predict(gx.load(out), np.array([[0.5, 0.5], [-0.5, 0.1]])),
                                rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------- Ctrl-C and resume
+def _interrupt_at(monkeypatch, epoch):
+    """Make the trainer raise KeyboardInterrupt when it starts epoch ``epoch`` (1-based)."""
+    import graphexec.train as train_mod
+
+    real = train_mod._train_epoch
+
+    def step(ex, g, run_, data, state, bar):
+        if state.epoch + 1 == epoch:
+            raise KeyboardInterrupt
+        return real(ex, g, run_, data, state, bar)
+
+    monkeypatch.setattr(train_mod, "_train_epoch", step)
+
+
+def test_ctrl_c_says_where_it_stopped_and_how_to_resume(tmp_path, capsys, monkeypatch):
+    out = str(tmp_path / "o.gx")
+    _interrupt_at(monkeypatch, 3)
+    assert main(["train", SPIRAL, "--data", "spiral", "--epochs", "5", "-o", out,
+                 "--no-progress"]) == 130
+    stdout, err = capsys.readouterr()
+    resume = f"graphexec train {out} --data spiral --resume --epochs 5 -o {out} --no-progress"
+    assert stdout == ""
+    assert err == f"interrupted during epoch 3 of 5; {out} holds epoch 2; resume with: {resume}\n"
+    assert gx.load(out).training.state["epoch"] == 2
+    monkeypatch.undo()
+    # the printed command finishes the run, bit-identical to an unbroken one
+    assert main(resume.split()[1:]) == 0
+    assert capsys.readouterr().err.startswith("resuming at epoch 3 of 5\n")
+    assert main(["train", SPIRAL, "--data", "spiral", "--epochs", "5", "-o",
+                 str(tmp_path / "whole.gx"), "--no-progress"]) == 0
+    assert (tmp_path / "whole.gx").read_bytes() == (tmp_path / "o.gx").read_bytes()
+
+
+def test_ctrl_c_before_the_first_checkpoint(tmp_path, capsys, monkeypatch):
+    _interrupt_at(monkeypatch, 1)
+    assert main(["train", SPIRAL, "--data", "spiral", "--epochs", "5", "-o",
+                 str(tmp_path / "o.gx"), "--json"]) == 130
+    res = json.loads(capsys.readouterr().out)
+    assert res == {"interrupted": True, "epoch": 1, "epochs": 5, "checkpoint": None,
+                   "checkpoint_epoch": None, "resume": None}
+    assert not (tmp_path / "o.gx").exists()
+
+
+def test_ctrl_c_subprocess_no_traceback(tmp_path):
+    """For real: a SIGINT-free KeyboardInterrupt raised inside the trainer of a child process."""
+    code = ("import sys, graphexec.train as t\n"
+            "real = t._train_epoch\n"
+            "def step(ex, g, run_, data, state, bar):\n"
+            "    if state.epoch == 1: raise KeyboardInterrupt\n"
+            "    return real(ex, g, run_, data, state, bar)\n"
+            "t._train_epoch = step\n"
+            "from graphexec.cli.main import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    r = subprocess.run([sys.executable, "-c", code, "train", SPIRAL, "--data", "spiral",
+                        "--epochs", "4", "-o", str(tmp_path / "o.gx")],
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 130 and "Traceback" not in r.stderr
+    assert r.stderr.splitlines()[-1].startswith("interrupted during epoch 2 of 4; ")
+
+
+def _two_epochs(tmp_path, *flags):
+    out = str(tmp_path / "a.gx")
+    assert main(["train", SPIRAL, "--data", "spiral", "--epochs", "2", "-o", out,
+                 "--no-progress", *flags]) == 0
+    return out
+
+
+def test_resume_past_the_end_says_so(tmp_path, capsys):
+    out = _two_epochs(tmp_path)
+    capsys.readouterr()
+    assert main(["train", out, "--data", "spiral", "--resume", "--epochs", "2"]) == 2
+    assert capsys.readouterr().err == (f"error: {out} already holds epoch 2 of 2: nothing to "
+                                       "resume; pass --epochs N with N > 2 (the total) to train "
+                                       "further\n")
+
+
+@pytest.mark.parametrize("flag, value, was", [("--val-split", "0.3", "0.2"),
+                                              ("--data-seed", "5", "0")])
+def test_resume_refuses_other_data_settings(tmp_path, capsys, flag, value, was):
+    out = _two_epochs(tmp_path)
+    capsys.readouterr()
+    assert main(["train", out, "--data", "spiral", "--resume", "--epochs", "4", flag, value]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: cannot resume with {flag} {value}: the checkpoint's run used {flag} {was}, so "
+        "it would go on with other data")
+
+
+def test_resume_warns_when_optimizer_settings_change(tmp_path, capsys):
+    out = _two_epochs(tmp_path)
+    capsys.readouterr()
+    assert main(["train", out, "--data", "spiral", "--resume", "--epochs", "3", "--lr", "0.5",
+                 "--no-progress", "-o", str(tmp_path / "b.gx")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == ("warning: resuming with other settings than the checkpoint's run: lr 0.01 "
+                      "-> 0.5; the result will differ from one unbroken run")
+    assert err[1] == "resuming at epoch 3 of 3"
+
+
+def test_train_json_is_one_result_object(tmp_path, capsys):
+    out = str(tmp_path / "o.gx")
+    assert main(["train", SPIRAL, "--data", "spiral", "--epochs", "3", "-o", out, "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    g = gx.load(out)
+    assert res["output"] == out and res["epochs"] == 3 and len(res["history"]["loss"]) == 3
+    assert res["history"]["loss"] == g.training.state["history.loss"]
+    assert res["best_epoch"] == g.training.state["best.epoch"]
+    assert main(["train", SPIRAL, "--data", "nope", "--json"]) == 2
+    assert json.loads(capsys.readouterr().out)["error"].startswith("unknown dataset 'nope'")

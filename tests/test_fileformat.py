@@ -145,7 +145,7 @@ HOSTILE = {
     "header past end": (valid()[:16] + struct.pack("<Q", 10**6) + valid()[24:], gx.GraphFileError,
                         "runs past end of file"),
     "gigantic header": (valid()[:16] + struct.pack("<Q", 2**63) + valid()[24:], gx.GraphFileError,
-                        "over the limit"),
+                        "runs past end of file"),
     "bad dtype": (mutate_header(lambda h: h["params"][0].update(dtype="object")), gx.GraphFileError,
                   r"params\.0\.dtype"),
     "big endian": (mutate_header(lambda h: h["params"][0].update(dtype=">f8")), gx.GraphFileError,
@@ -185,10 +185,10 @@ HOSTILE = {
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_file(case):
     data, err, msg = HOSTILE[case]
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     with pytest.raises(err, match=msg):
         gx.loads(data)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.process_time() - t0 < 5.0  # CPU seconds; each case takes a few ms
 
 
 def test_every_truncation_is_a_clean_error():
@@ -224,3 +224,111 @@ def test_load_error_names_the_file(tmp_path):
         gx.load(p)
     with pytest.raises(gx.GraphFileError, match=r"cannot open"):
         gx.load(tmp_path / "missing.gx")
+
+
+# ---------------------------------------------------------------------------- limits from size
+def chain_file(n: int) -> bytes:
+    """The canonical bytes graphexec writes for a chain of ``n`` neg nodes (no tensors)."""
+    nodes = [{"attrs": {}, "inputs": ["a" if i == 0 else f"n{i - 1}"], "name": f"n{i}",
+              "op": "neg", "version": 1} for i in range(n)]
+    header = {"inputs": [{"dtype": "float64", "name": "a", "shape": [2]}], "metadata": {},
+              "name": "chain", "nodes": nodes, "ops": [], "outputs": [{"name": "y", "value": f"n{n - 1}"}],
+              "params": []}
+    data = raw_header(msgpack.packb(header))
+    return data + bytes(align(len(data)) - len(data))
+
+
+def test_a_100k_node_graph_loads_with_the_default_limits():
+    """It used to need raised limits: "more than 262144 objects (the limit max_header_items)"."""
+    data = chain_file(100_000)
+    g = gx.loads(data)
+    assert len(g.nodes) == 100_000 and g.nodes[-1].name == "n99999"
+    y = gx.Executor(g).forward(a=np.array([1.0, -2.0]))["y"]
+    np.testing.assert_array_equal(y, [1.0, -2.0])  # an even number of negations
+
+
+@pytest.mark.skipif(not os.environ.get("GRAPHEXEC_SLOW_TESTS"),
+                    reason="about 60 s of CPU: set GRAPHEXEC_SLOW_TESTS=1")
+def test_a_1m_node_graph_loads_with_the_default_limits():
+    g = gx.loads(chain_file(1_000_000))
+    assert len(g.nodes) == 1_000_000
+
+
+def test_the_limits_derive_from_the_header_length():
+    from graphexec.fileformat import Limits
+
+    small, big = Limits().resolve(1000), Limits().resolve(80 << 20)
+    assert (small.max_header_items, small.max_containers) == (1000, 1 << 18)
+    assert (big.max_header_items, big.max_containers, big.max_array_len) == (80 << 20, 10 << 20, 80 << 20)
+    assert big.max_text_bytes == (80 << 20) + (32 << 20)
+    assert Limits(max_header_items=7).resolve(80 << 20).max_header_items == 7  # a number wins
+
+
+# ---------------------------------------------------------------------------- not a regular file
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    """``load`` and ``info`` used to block forever in open() on a FIFO with no writer."""
+    fifo = tmp_path / "m.gx"
+    os.mkfifo(fifo)
+    with pytest.raises(gx.GraphFileError, match=r"m\.gx' is a FIFO \(named pipe\), not a regular file"):
+        gx.load(fifo)
+    with pytest.raises(gx.GraphFileError, match="is a FIFO"):
+        read_header(fifo)
+
+
+def test_a_directory_is_refused_naming_it(tmp_path):
+    with pytest.raises(gx.GraphFileError, match="is a directory, not a regular file"):
+        gx.load(tmp_path)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="no /dev/null")
+def test_a_device_is_refused_naming_it():
+    with pytest.raises(gx.GraphFileError, match="is a character device, not a regular file"):
+        gx.load("/dev/null")
+
+
+# ---------------------------------------------------------------------------- declared vs present
+def sparse_file(path, nbytes: int) -> None:
+    """A valid-looking header declaring one float64 parameter of ``nbytes``, the file extended
+    to the declared size without writing the bytes (a hole)."""
+    h = msgpack.unpackb(valid()[24:24 + struct.unpack("<Q", valid()[16:24])[0]])
+    n = nbytes // 8
+    h["params"] = [{"dtype": "float64", "name": "W", "nbytes": 8 * n, "offset": 0, "shape": [n]}]
+    h["nodes"], h["outputs"], h["ops"] = [], [], []
+    head = raw_header(msgpack.packb(h))
+    with open(path, "wb") as f:
+        f.write(head + bytes(align(len(head)) - len(head)))
+        f.truncate(align(len(head)) + 8 * n)
+
+
+def test_a_sparse_file_declaring_100_gib_is_refused_before_allocating(tmp_path):
+    """It used to raise numpy's MemoryError (or, with overcommit, fill 100 GiB of pages)."""
+    import tracemalloc
+
+    path = tmp_path / "sparse.gx"
+    sparse_file(path, 100 << 30)
+    st = os.stat(path)
+    if getattr(st, "st_blocks", st.st_size) * 512 >= st.st_size:
+        pytest.skip("this filesystem does not keep holes")
+    tracemalloc.start()
+    try:
+        with pytest.raises(gx.GraphFileError,
+                           match=(rf"file is {st.st_size} bytes long but only \d+ bytes are stored on "
+                                  r"disk \(a sparse file")):
+            gx.load(path)
+        assert tracemalloc.get_traced_memory()[1] < 1 << 20
+    finally:
+        tracemalloc.stop()
+    assert read_header(path).params[0].nbytes == 100 << 30  # the header alone is fine (info)
+
+
+def test_a_small_sparse_file_loads_and_allow_sparse_lifts_the_check(tmp_path):
+    from graphexec.fileformat import Limits
+    from graphexec.fileformat.codec import _check_stored
+
+    path = tmp_path / "small.gx"
+    sparse_file(path, 1 << 20)  # a hole well under the 64 MiB slack: zeros, honestly
+    assert gx.load(path).params["W"].shape == (1 << 17,)
+    _check_stored(0, 100 << 30, Limits(allow_sparse=True))  # no error
+    with pytest.raises(gx.GraphFileError, match=r"limits=Limits\(allow_sparse=True\)"):
+        _check_stored(0, 100 << 30, Limits())

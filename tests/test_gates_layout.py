@@ -99,6 +99,7 @@ def test_pad_is_numpy_constant_pad_and_crops_the_gradient(dtype):
     assert gate.infer(Spec((None, 3), dtype)) == Spec((None, 8), dtype)
     with pytest.raises(GraphError, match="2 .before, after. pairs but x has 3 axes"):
         gate.forward(Ctx(), np.zeros((1, 2, 3)))
+    np.testing.assert_array_equal(Pad().forward(Ctx(), x), x)  # default: no padding
 
 
 def ref_softmax(x, axis):

@@ -181,3 +181,25 @@ def test_dropout_edges_and_missing_generator():
         Dropout().forward(ctx, x)
     with pytest.raises(ValueError):
         Dropout.Attrs(p=1.5)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm_buffer_gradients_only_when_asked_and_then_true(training):
+    rng = np.random.default_rng(9)
+    inputs = list(bn_inputs((3, 2, 2, 2), rng))
+    gate = BatchNorm()
+    make = training_ctx if training else Ctx
+    ctx = make()
+    u = rng.standard_normal(gate.forward(ctx, *inputs).shape)
+    ctx.needs_grad = (True,) * 5
+    grads = gate.backward(ctx, u)
+
+    def f():
+        return float((gate.forward(make(), *inputs) * u).sum())
+
+    for i in (3, 4):  # zero in training mode (y ignores them), the true slope in evaluation mode
+        np.testing.assert_allclose(grads[i], numgrad(f, inputs[i]), rtol=1e-5, atol=1e-7)
+    ctx = make()
+    gate.forward(ctx, *inputs)
+    ctx.needs_grad = (True, True, True, False, False)  # what the executor asks
+    assert gate.backward(ctx, u)[3:] == (None, None)

@@ -14,15 +14,6 @@ from graphexec.gradcheck import GradcheckReport, gradcheck, judge, random_inputs
 from graphexec.registry import IN_PROCESS, registry
 
 
-@pytest.fixture
-def restore_registry():
-    """In-process gates registered by a test are forgotten after it."""
-    saved = dict(registry().gates)
-    yield
-    registry().gates.clear()
-    registry().gates.update(saved)
-
-
 def one_node(op, inputs, attrs=None, name="node"):
     """A graph ``out = op(in0, in1, ...)`` whose inputs are declared with the values' shapes."""
     b = gx.GraphBuilder(f"one_{op}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import pathlib
+import re
 import struct
 import sys
 import time
@@ -102,6 +103,9 @@ def two_param_overlap(h: dict) -> None:
 
 
 F, U = gx.GraphFileError, gx.UnknownOpError
+#: CPU seconds (not wall-clock: the machine may be busy) allowed to load or refuse one file. The
+#: slowest case takes about 0.5 s on a 2020 laptop core: a margin of 10x or more.
+CPU_BUDGET = 5.0
 
 # name -> (file bytes, error class, regex fragment of the message)
 CASES: dict[str, tuple[Callable[[], bytes], type[Exception], str]] = {
@@ -121,7 +125,7 @@ CASES: dict[str, tuple[Callable[[], bytes], type[Exception], str]] = {
     "header length past end": (lambda: base()[:16] + struct.pack("<Q", 10**6) + base()[24:], F,
                                "header of 1000000 bytes runs past end of file"),
     "gigantic header length": (lambda: base()[:16] + struct.pack("<Q", 2**64 - 1) + base()[24:],
-                               F, "header length 18446744073709551615 is over the limit"),
+                               F, "header of 18446744073709551615 bytes runs past end of file"),
     # --- truncation and trailing bytes
     "truncated header": (lambda: base()[:40], F, "runs past end of file"),
     "truncated padding": (lambda: base()[:tensor_start(base()) - 1], F,
@@ -145,7 +149,7 @@ CASES: dict[str, tuple[Callable[[], bytes], type[Exception], str]] = {
     "deep nesting": (lambda: pack(deep(2000)), F, "nesting deeper than the limit of 16"),
     "17 levels": (lambda: pack(deep(16)), F, "nesting deeper than the limit of 16"),
     "too many objects": (lambda: pack(b"\xdd\x00\x04\x00\x00" + b"\x90" * (1 << 18)), F,
-                         "more than 262144 objects"),
+                         "more than 262144 arrays and maps"),
     "non-string key": (lambda: pack(b"\x81\x01\x02"), F, "map key at byte 1 is not a string"),
     "nested non-string key": (lambda: header_with({"metadata": {1: "x"}}), F,
                               "map key at byte 11 is not a string"),
@@ -296,6 +300,13 @@ CASES: dict[str, tuple[Callable[[], bytes], type[Exception], str]] = {
     "training: object in state": (lambda: edit(lambda h: set_in(h, training={
         "spec": {}, "state": {"rng": {"nested": "map"}}, "tensors": []})), F,
                                   r"at training\.state\.rng"),
+    # --- declared shapes no process could hold
+    "input declared [2**62]": (lambda: edit(lambda h: set_in(h["inputs"][0], shape=[2**62])), F,
+                               r"input 'x': shape \(4611686018427387904,\) is too large for an array"),
+    "empty param of shape [0, 2**60]": (
+        lambda: edit(lambda h: set_in(h["params"][0], dtype="float32", shape=[0, 2**60], nbytes=0))[:-32],
+        F, (r"tensor 'W': shape \(0, 1152921504606846976\) is too large for an array: .* over the "
+            r"limit of 281474976710656")),
 }
 
 
@@ -304,10 +315,10 @@ CASES: dict[str, tuple[Callable[[], bytes], type[Exception], str]] = {
 def test_hostile_file_is_refused(case):
     make, err, fragment = CASES[case]
     data = make()
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     with pytest.raises(gx.GraphexecError) as info:
         gx.loads(data)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.process_time() - t0 < CPU_BUDGET  # each takes a few ms of CPU
     assert type(info.value) is err, f"{case}: {type(info.value).__name__}: {info.value}"
     message = str(info.value)
     assert __import__("re").search(fragment, message), f"{case}: {message!r}"
@@ -347,7 +358,7 @@ def test_limits_can_be_lowered_and_raised():
         gx.loads(data, limits=Limits(max_depth=2))
     many = CASES["too many objects"][0]()
     with pytest.raises(gx.GraphFileError, match="at header: Input should be a valid dictionary"):
-        gx.loads(many, limits=Limits(max_header_items=1 << 19))  # raised: decodes, then fails schema
+        gx.loads(many, limits=Limits(max_containers=1 << 19))  # raised: decodes, then fails schema
 
 
 def test_corpus_covers_every_class_of_the_issue():
@@ -362,7 +373,7 @@ def test_corpus_covers_every_class_of_the_issue():
 
 
 # ---------------------------------------------------------------------------- resource bounds
-ITEMS = Limits().max_header_items - 64  # just under the limit: everything is decoded
+ITEMS = (1 << 18) - 64  # just under the container limit: everything is decoded
 HEADER = {"inputs": [{"dtype": "float64", "name": "a", "shape": None}], "metadata": {}, "name": "g",
           "nodes": [], "ops": [], "outputs": [], "params": []}
 
@@ -388,7 +399,7 @@ WORST = {  # headers built to make decoding and validation expensive; each was m
 
 @pytest.mark.parametrize("case", list(WORST))
 def test_worst_case_headers_stay_within_time_and_memory_budget(case):
-    """Under a second, and under twice the file plus 64 MB (tracemalloc peak).
+    """Within the CPU budget, and under twice the file plus 64 MB (tracemalloc peak).
 
     Before the scan and fail-fast validation, "nodes that are empty maps" took 24 s and 760 MB
     (pydantic collected 1.3 million errors) from a 260 KB file.
@@ -396,13 +407,13 @@ def test_worst_case_headers_stay_within_time_and_memory_budget(case):
     import tracemalloc
 
     data = header_with(WORST[case]())
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     try:
         g = gx.loads(data)
     except gx.GraphexecError as e:
-        assert len(str(e)) < 1000
+        assert len(str(e)) <= 1000
         g = None
-    assert time.perf_counter() - t0 < 1.0
+    assert time.process_time() - t0 < CPU_BUDGET
     assert g is None or len(g.nodes) == 10000
     tracemalloc.start()
     try:
@@ -412,6 +423,80 @@ def test_worst_case_headers_stay_within_time_and_memory_budget(case):
     finally:
         tracemalloc.stop()
     assert peak < 2 * len(data) + (64 << 20), f"{case}: {peak / 2**20:.1f} MiB for {len(data)} bytes"
+
+
+def peak_of(fn: Callable[[], object]) -> tuple[int, BaseException | None]:
+    """tracemalloc peak (bytes) of ``fn()``, and the GraphexecError it raised, if any."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        err = None
+    except gx.GraphexecError as e:
+        err = e
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak, err
+
+
+def budget(data: bytes) -> int:
+    return 2 * len(data) + (64 << 20)
+
+
+def test_a_cycle_through_21800_nodes_stays_within_budget_and_reports_one_short_line():
+    """networkx's find_cycle peaked at +94 MiB (budget 66) and the message was one
+    191,902-character line."""
+    nodes = chain(21_800)
+    nodes[0]["inputs"] = ["n21799"]
+    data = header_with(dict(HEADER, nodes=nodes, outputs=[{"name": "y", "value": "n21799"}]))
+    assert len(data) > 1 << 20
+    peak, err = peak_of(lambda: gx.loads(data))
+    assert isinstance(err, gx.GraphFileError)
+    message = str(err)
+    assert message == ("<bytes>: invalid graph: the graph has a cycle: n0 -> n1 -> n2 -> n3 -> n4 -> "
+                       "n5 -> n6 -> n7 -> ... (21800 nodes in the cycle)")
+    assert peak < budget(data), f"{peak / 2**20:.1f} MiB for {len(data)} bytes"
+
+
+def test_metadata_that_widens_to_ucs4_is_refused_within_budget():
+    """ASCII metadata plus one emoji each: a 32 MiB header decoded to 128 MiB of str (+191 MiB
+    peak against a budget of 128)."""
+    text = "x" * (65536 - 4) + "\N{GRINNING FACE}"  # 65536 bytes of UTF-8
+    data = header_with(dict(HEADER, metadata={f"k{i}": text for i in range(512)}))
+    peak, err = peak_of(lambda: gx.loads(data))
+    assert isinstance(err, gx.GraphFileError)
+    assert "strings decoding to more than" in str(err) and "max_text_bytes" in str(err)
+    assert peak < budget(data), f"{peak / 2**20:.1f} MiB for {len(data)} bytes"
+
+
+def test_a_little_non_ascii_text_still_loads():
+    g = base_graph()
+    g.metadata["description"] = "caf\u00e9 \N{GRINNING FACE} " * 2000
+    assert gx.loads(gx.dumps(g)).metadata == g.metadata
+
+
+def test_a_huge_attribute_gives_one_short_line():
+    """A reshape attribute of 200,000 ints gave an 800 KB error line."""
+    data = edit(lambda h: set_in(node(h, "q2"), op="reshape", attrs={"shape": [-2] * 200_000}))
+    with pytest.raises(gx.GraphFileError) as info:
+        gx.loads(data)
+    message = str(info.value)
+    assert len(message) <= 1000 and message.isprintable()
+    assert re.search(r"^<bytes>: invalid graph: node 'q2' \(reshape\): bad attribute 'shape'", message)
+    assert re.search(r"\.\.\. \[cut: \d+ characters in all\]$", message)
+
+
+def test_every_graphexec_error_is_one_bounded_line():
+    from graphexec.errors import MAX_MESSAGE
+
+    for cls in (gx.GraphexecError, gx.GraphError, gx.GraphFileError, gx.UnknownOpError):
+        message = str(cls("line one\nline two " + "z" * 10**6))
+        assert len(message) <= MAX_MESSAGE and message.isprintable()
+        assert message.startswith("line one\\nline two zzz")
+        assert message.endswith(f"... [cut: {10**6 + 18} characters in all]")
+    assert str(gx.GraphError("short")) == "short"
 
 
 def committed() -> list[tuple[str, str, str]]:

@@ -259,13 +259,8 @@ class Cube(gx.Gate):
 
 
 @pytest.fixture
-def cube_plugin():
-    reg = regmod.registry()
-    saved = dict(reg.gates)
-    reg.gates["cube"] = regmod.GateInfo("cube", 2, Cube, 1, "Cube-Gates", "0.3", __name__)
-    yield
-    reg.gates.clear()
-    reg.gates.update(saved)
+def cube_plugin(restore_registry):
+    regmod.registry().add(regmod.GateInfo("cube", 2, Cube, 1, "Cube-Gates", "0.3", __name__))
 
 
 def test_third_party_gate_goes_to_its_own_domain(cube_plugin):

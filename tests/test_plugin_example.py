@@ -104,6 +104,10 @@ print(json.dumps({"f": out["f"].tolist(), "dW": ex.backward()["W"].tolist()}))
 """
 
 
+CHECK_DIST = ("from graphexec.testing import check_distribution; "
+              f"print(check_distribution({DIST!r}, cases={{'softplus': {{'attrs': {{'beta': 2.0}}}}}}))")
+
+
 def expected_f():
     """f by hand: sum(silu(softplus_2(gelu(x @ W)))), with the formulas of the plugin's README."""
     x = np.array([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]])
@@ -122,6 +126,13 @@ def test_install_use_uninstall(venv):
         assert (rows[op]["dist"], rows[op]["dist_version"], rows[op]["version"]) \
             == (DIST, "0.1.0", 1)
     assert rows["mul"]["dist"] == "graphexec" and gates["broken"] == []
+    assert sh(py, "-m", "graphexec", "gates", "--strict").returncode == 0
+    detail = sh(py, "-m", "graphexec", "gates", "softplus").stdout
+    assert "Local gradient dy/dx = σ(βx)" in detail and detail.endswith("  beta: float = 1.0\n")
+    kit = sh(py, "-c", CHECK_DIST).stdout.splitlines()
+    assert kit[0] == f"{DIST} 0.1.0: 3 gate entry points, all pass"
+    assert [line.split()[:2] for line in kit[1:]] == [["ok", "gelu:"], ["ok", "silu:"],
+                                                      ["ok", "softplus:"]]
 
     path = root / "smooth.gx"
     (root / "build.py").write_text(BUILD)
@@ -196,15 +207,12 @@ def test_a_file_that_needs_a_newer_gate_names_both_versions(venv):
 
 # ---------------------------------------------------------------------------- in this process
 @pytest.fixture
-def example_gates(monkeypatch):
+def example_gates(monkeypatch, restore_registry):
     """The plugin's gate classes, imported from its source tree; the registry restored after."""
     monkeypatch.syspath_prepend(str(PLUGIN / "src"))
     import graphexec_example_gates as m
 
-    saved = dict(registry().gates)
-    yield {c.name: c for c in (m.Softplus, m.SiLU, m.GELU)}
-    registry().gates.clear()
-    registry().gates.update(saved)
+    return {c.name: c for c in (m.Softplus, m.SiLU, m.GELU)}
 
 
 @pytest.mark.parametrize("op", OPS)

@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import MODELS
 
 import graphexec as gx
 from graphexec.checkpoint import History
@@ -64,8 +65,43 @@ def test_missing_matplotlib_names_the_extra(tmp_path, capsys, monkeypatch):
         training_curves(History(loss=[1.0], train_acc=[0.5]), tmp_path / "c.png")
     assert main(["sweep", "--data", "spiral", "--hidden", "3", "--reg", "0.1", "--epochs", "1",
                  "-o", str(tmp_path / "g.png")]) == 2
-    assert capsys.readouterr().err == ("error: drawing figures needs matplotlib: "
-                                       "pip install graphexec[plot]\n")
+    assert capsys.readouterr().err == (f"error: cannot draw {str(tmp_path / 'g.png')!r}: drawing "
+                                       "figures needs matplotlib: pip install graphexec[plot]\n")
+
+
+def _no_training(monkeypatch):
+    import graphexec.cli.train as cli_train
+
+    def fit(*args, **kwargs):
+        raise AssertionError("the figure must be checked before training")
+
+    monkeypatch.setattr(cli_train, "fit", fit)
+
+
+@pytest.mark.parametrize("verb", ["sweep", "train"])
+def test_figure_folder_and_matplotlib_are_checked_before_training(verb, tmp_path, capsys,
+                                                                  monkeypatch):
+    _no_training(monkeypatch)
+    fig = tmp_path / "no" / "g.png"
+    argv = (["sweep", "--data", "spiral", "-o", str(fig)] if verb == "sweep" else
+            ["train", str(MODELS / "spiral_mlp.gx"), "--data", "spiral", "-o",
+             str(tmp_path / "o.gx"), "--plot", str(fig)])
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (f"error: cannot draw {str(fig)!r}: the folder "
+                                       f"{str(fig.parent)!r} does not exist; create it first\n")
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    argv[argv.index(str(fig))] = str(tmp_path / "g.png")
+    assert main(argv) == 2
+    assert "needs matplotlib: pip install graphexec[plot]" in capsys.readouterr().err
+    assert not (tmp_path / "o.gx").exists()
+
+
+def test_an_unknown_figure_format_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    _no_training(monkeypatch)
+    assert main(["sweep", "--data", "spiral", "-o", str(tmp_path / "g.docx")]) == 2
+    assert "expected a figure file ending in one of " in capsys.readouterr().err
 
 
 def test_training_curves_and_decision_boundaries_draw_files(tmp_path):

@@ -8,9 +8,10 @@ import pytest
 from pydantic import BaseModel, ConfigDict, field_validator
 
 import graphexec as gx
+from graphexec import registry as regmod
 from graphexec.gates import activations, arith, linear, losses, reduce
 from graphexec.registry import registry
-from graphexec.testing import check_gate
+from graphexec.testing import check_distribution, check_gate
 
 
 class Square(gx.Gate):
@@ -334,3 +335,147 @@ def test_a_wrong_value_at_a_kink_is_still_caught():
 
     with pytest.raises(AssertionError, match="backward disagrees"):
         check_gate(BadKink, inputs=[np.array([0.0, 1.0])])
+
+
+# ---------------------------------------------------------------------------- fresh_grads
+class _Claims(Square):
+    fresh_grads = True
+
+
+class PassThrough(_Claims):
+    """y = x + 0 that hands dout back: the executor would add into the caller's array."""
+
+    name = "kit_pass"
+
+    def forward(self, ctx, x):
+        return x + 0.0
+
+    def backward(self, ctx, dy):
+        return (dy,)
+
+
+class KeepsIt(_Claims):
+    """y = 2x whose gradient is an array it also keeps on ctx."""
+
+    name = "kit_keeps"
+
+    def forward(self, ctx, x):
+        return 2 * x
+
+    def backward(self, ctx, dy):
+        ctx.g = 2 * dy
+        return (ctx.g,)
+
+
+class Twice(gx.Gate):
+    """y = x + z with one new array returned for both inputs."""
+
+    name, fresh_grads = "kit_twice", True
+
+    def forward(self, ctx, x, z):
+        return x + z
+
+    def backward(self, ctx, dy):
+        g = dy.copy()
+        return g, g
+
+
+class ReadOnly(_Claims):
+    name = "kit_readonly"
+
+    def forward(self, ctx, x):
+        return 3 * x
+
+    def backward(self, ctx, dy):
+        g = 3 * dy
+        g.flags.writeable = False
+        return (g,)
+
+
+@pytest.mark.parametrize("cls, shapes, message", [
+    (PassThrough, [(3,)], "gradient for input 0 shares memory with dout"),
+    (KeepsIt, [(3,)], "gradient for input 0 shares memory with ctx.g"),
+    (Twice, [(3,), (3,)], "gradient for input 1 shares memory with the gradient for input 0"),
+    (ReadOnly, [(3,)], "gradient for input 0 is read-only"),
+])
+def test_a_false_fresh_grads_claim_fails_the_kit(cls, shapes, message):
+    with pytest.raises(AssertionError, match=re.escape(f"declares fresh_grads = True, but the "
+                                                       f"{message}. Return new arrays")):
+        check_gate(cls, *shapes)
+    check_gate(type(cls.__name__, (cls,), {"fresh_grads": False}), *shapes)  # honest: passes
+
+
+# ---------------------------------------------------------------------------- check_distribution
+class _Dist:
+    def __init__(self, name, version="1.0"):
+        self.metadata, self.version = {"Name": name}, version
+
+
+class _EP:
+    def __init__(self, name, target, dist):
+        self.name, self.value, self.dist, self._target = name, f"fake:{name}", _Dist(dist), target
+
+    def load(self):
+        if isinstance(self._target, BaseException):
+            raise self._target
+        return self._target
+
+
+class Misnamed(Square):
+    name = "misnamed"
+
+
+def test_check_distribution_names_each_broken_entry(monkeypatch):
+    eps = [_EP("kit_square", Square, "kit-gates"), _EP("other", Misnamed, "kit-gates"),
+           _EP("gone", ImportError("No module named 'kit_gone'"), "kit-gates"),
+           _EP("kit_pass", PassThrough, "kit-gates"), _EP("add", arith.Add, "graphexec")]
+    monkeypatch.setattr(regmod, "entry_points", lambda group: eps)
+    with pytest.raises(AssertionError) as e:
+        check_distribution("kit_gates")  # - and _ alike, as pip does
+    lines = str(e.value).splitlines()
+    assert lines[0] == "kit-gates 1.0: 4 gate entry points, 3 fail"
+    assert lines[1] == ("  FAIL gone: does not load: kit-gates: cannot import gate 'gone' "
+                        "(fake:gone): ImportError(\"No module named 'kit_gone'\")")
+    assert lines[3].startswith("  ok   kit_square: passes check_gate (max relative error ")
+    assert lines[4] == ("  FAIL other: does not load: kit-gates: entry point 'other' points at "
+                        "gate 'misnamed'; the names must match")
+    assert lines[2].startswith("  FAIL kit_pass: check_gate(PassThrough, op 'kit_pass'): declares "
+                               "fresh_grads = True")
+    assert "misnamed" not in registry().names() and "kit_square" not in registry().names()
+
+
+def test_check_distribution_passes_a_good_one_and_refuses_an_absent_one(monkeypatch):
+    eps = [_EP("kit_square", Square, "kit-gates")]
+    monkeypatch.setattr(regmod, "entry_points", lambda group: eps)
+    report = check_distribution("kit-gates")
+    assert report.ok and [c.entry for c in report.checks] == ["kit_square"]
+    with pytest.raises(AssertionError, match=r"no 'graphexec.gates' entry points belong to "
+                       r"'nope'; is it installed .*distributions with gates: kit-gates"):
+        check_distribution("nope")
+    with pytest.raises(ValueError, match=r"cases names ops that 'kit-gates' does not offer: "
+                       r"\['kit_sqaure'\]"):
+        check_distribution("kit-gates", cases={"kit_sqaure": {}})
+
+
+BUILTIN_CASES = {
+    "matmul": {"shapes": [(4, 3), (3, 2)]},
+    "affine": {"shapes": [(4, 3), (3, 2), (2,)]},
+    "maxout": {"shapes": [(4, 3), (2, 3, 5), (2, 5)]},
+    "log": {"value_range": (0.1, 3.0)},
+    "div": {"value_range": (0.5, 2.0)},
+    "reshape": {"attrs": {"shape": [3, -1]}},
+    "softmax_cross_entropy": {"shapes": [(5, 3), (5,)], "dtypes": ("float64", "int64")},
+    "svm_loss": {"shapes": [(5, 3), (5,)], "dtypes": ("float64", "int64")},
+    # issue 13's gates (NCHW)
+    "conv2d": {"shapes": [(2, 4, 5, 5), (4, 2, 3, 3), (4,)], "attrs": {"groups": 2, "padding": 1}},
+    "max_pool2d": {"shapes": [(2, 3, 6, 5)]},
+    "avg_pool2d": {"shapes": [(2, 3, 6, 5)], "attrs": {"kernel": 3, "stride": 2, "padding": 1}},
+    "global_avg_pool": {"shapes": [(2, 3, 4, 5)]},
+    "batchnorm": {"shapes": [(4, 3), (3,), (3,), (3,), (3,)], "value_range": (0.5, 2.0)},
+    "layernorm": {"shapes": [(4, 3), (3,), (3,)]},
+}
+
+
+def test_graphexec_s_own_distribution_passes_check_distribution():
+    report = check_distribution("graphexec", cases=BUILTIN_CASES)
+    assert report.ok and len(report.checks) == 38

@@ -2,14 +2,14 @@
 
 import numpy as np
 import pytest
+from conftest import MODELS
 
 import graphexec as gx
+from graphexec.cli.main import main
 from graphexec.data import digits, spiral
 from graphexec.examples import digits_mlp
 from graphexec.optim import SGD, Adam, StepDecay
 from graphexec.train import EpochEnd, TrainingError, accuracy, confusion_matrix
-
-from conftest import MODELS
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +89,14 @@ def test_float32_training_stays_float32(small_spiral):
     assert all(isinstance(v, float) for v in hist.loss)
 
 
-def test_shipped_digits_model_is_reproduced_within_tolerance(digits_split):
+@pytest.fixture(scope="module")
+def rebuilt_digits():
+    return digits_mlp()
+
+
+def test_shipped_digits_model_is_reproduced_within_tolerance(digits_split, rebuilt_digits):
     """Training results may differ in the last bits across BLAS builds: compare with a tolerance."""
-    shipped, rebuilt = gx.load(MODELS / "digits_mlp.gx"), digits_mlp()
+    shipped, rebuilt = gx.load(MODELS / "digits_mlp.gx"), rebuilt_digits
     _, _, Xv, yv = digits_split
     assert shipped.training.spec == rebuilt.training.spec
     assert {k: v.shape for k, v in shipped.params.items()} == \
@@ -100,6 +105,20 @@ def test_shipped_digits_model_is_reproduced_within_tolerance(digits_split):
     np.testing.assert_allclose(shipped.training.state["history.loss"],
                                rebuilt.training.state["history.loss"], rtol=1e-3)
     assert accuracy(shipped, Xv, yv) >= 0.96
+
+
+def test_shipped_untrained_digits_net_is_reproduced_byte_for_byte():
+    assert (MODELS / "digits_mlp_untrained.gx").read_bytes() == gx.dumps(digits_mlp(train=False))
+
+
+def test_graphexec_train_on_the_untrained_digits_net_gives_the_digits_model(tmp_path,
+                                                                           rebuilt_digits):
+    """docs/training.md: the CLI with no flag but --data retrains models/digits_mlp.gx (byte for
+    byte on one BLAS build: here against the same run in process)."""
+    out = tmp_path / "digits_mlp.gx"
+    assert main(["train", str(MODELS / "digits_mlp_untrained.gx"), "--data", "digits",
+                 "-o", str(out), "--no-progress"]) == 0
+    assert out.read_bytes() == gx.dumps(rebuilt_digits)
 
 
 # ---------------------------------------------------------------------------- resume
@@ -239,8 +258,6 @@ def test_progress_bar_goes_to_stderr_only_when_asked(small_spiral, capsys):
 @pytest.mark.parametrize("kwargs, message", [
     ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
     ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
-    ({"optimizer": None}, ("optimizer is not set: pass optimizer=... or train a graph whose "
-                           "training spec sets it")),
     ({"optimizer": "adam"}, "optimizer must be a graphexec.optim optimiser"),
     ({"early_stopping": 3, "val": None}, "early_stopping watches the validation accuracy"),
     ({"resume": True}, "resume=True, but graph 'mlp_2_16_3' has no training state"),
@@ -276,3 +293,40 @@ def test_resume_with_another_optimizer_is_refused(small_spiral):
 def test_checkpoint_folder_must_exist(small_spiral, tmp_path):
     with pytest.raises(TrainingError, match="its folder does not exist"):
         _fit(_net(), small_spiral, checkpoint=tmp_path / "nope" / "ck.gx")
+
+
+def test_fit_defaults_are_the_cli_defaults(small_spiral):
+    """Nothing but the data: Adam lr 1e-3, batch 64, 10 epochs, seed 0 (as graphexec train)."""
+    X, y, _, _ = small_spiral
+    g = _net()
+    hist = gx.fit(g, X, y)
+    spec = g.training.spec
+    assert (spec["optimizer"], spec["optimizer.lr"], spec["batch_size"], spec["epochs"],
+            spec["seed"]) == ("adam", 1e-3, 64, 10, 0)
+    assert hist.epochs == 10 and g.training.state["step"] == 10 * 3  # 150 rows / 64
+    h2 = _net()
+    gx.fit(h2, X, y, epochs=10, batch_size=64, optimizer=Adam(lr=1e-3), seed=0)
+    assert gx.dumps(g) == gx.dumps(h2)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nonfinite_x_is_reported_before_training_with_the_first_bad_row(small_spiral, bad):
+    X, y, _, _ = small_spiral
+    X = X.copy()
+    X[37, 1] = bad
+    X[90, 0] = bad
+    g = _net()
+    before = gx.dumps(g)
+    with pytest.raises(TrainingError) as e:
+        gx.fit(g, X, y, epochs=1)
+    assert str(e.value) == ("X, y: X must be finite, found NaN or infinity in 2 of 150 rows, the "
+                            "first at row 37; drop or impute those rows before training")
+    assert gx.dumps(g) == before  # not one step was taken
+
+
+def test_labels_out_of_range_name_the_first_bad_row(small_spiral):
+    X, y, _, _ = small_spiral
+    y = y.copy()
+    y[12] = 7
+    with pytest.raises(TrainingError, match=r"found 0..7; the first bad label is y\[12\] = 7$"):
+        gx.fit(_net(), X, y, epochs=1)

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 import graphexec as gx
-from graphexec.cli.common import parse_assignments
+from graphexec.cli.common import check_feed, parse_assignments, user_data
 from graphexec.draw import render
 
 __all__ = ["cmd_draw", "register"]
@@ -15,9 +15,11 @@ __all__ = ["cmd_draw", "register"]
 def cmd_draw(args: argparse.Namespace) -> int:
     g = gx.load(args.file)
     feed = parse_assignments(args.input)
+    check_feed(g, feed)
     inputs = feed if (args.input or args.grad) else None
-    render(g, args.output, inputs, args.grad, grad_of=args.grad_of,
-           max_nodes=args.max_nodes, min_chain=args.min_chain)
+    with user_data(args.file):
+        render(g, args.output, inputs, args.grad, grad_of=args.grad_of,
+               max_nodes=args.max_nodes, min_chain=args.min_chain)
     print(f"wrote {args.output}")
     return 0
 
@@ -28,7 +30,7 @@ def register(subparsers: Any) -> None:
         description="Draw the graph as the lecture does: inputs on the left, one box per gate; "
                     "with inputs given, each wire's forward value (green) and, with --grad, the "
                     "gradient flowing back along it (red). .svg and .png need Graphviz' dot.")
-    s.add_argument("file")
+    s.add_argument("file", help="a .gx graph file")
     s.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="OUT.dot (DOT text), OUT.svg or OUT.png (rendered by Graphviz)")
     s.add_argument("-i", "--input", action="append", metavar="NAME=VALUE",
@@ -39,7 +41,7 @@ def register(subparsers: Any) -> None:
     s.add_argument("--grad-of", action="append", metavar="OUTPUT",
                    help="with --grad: the gradient of only this output (e.g. loss); repeatable")
     s.add_argument("--max-nodes", type=int, default=60, metavar="N",
-                   help="draw at most N gate boxes; the rest are counted in a note (default 60)")
+                   help="draw at most N gate boxes; the rest are counted in a note")
     s.add_argument("--min-chain", type=int, default=4, metavar="K",
-                   help="fold runs of K or more one-input gates into one box (default 4)")
+                   help="fold runs of K or more one-input gates into one box")
     s.set_defaults(func=cmd_draw)

@@ -16,18 +16,21 @@ import numpy as np
 
 import graphexec as gx
 from graphexec import nn
-from graphexec.checkpoint import TrainSpec, read_spec
+from graphexec.checkpoint import History, TrainSpec, read_spec
 from graphexec.cli.common import UsageError, emit_json
+from graphexec.cli.resume import Tracker, check_resume, interrupted, total_epochs
 from graphexec.data import load_dataset
 from graphexec.graph import Graph, Training
 from graphexec.optim import OPTIMIZERS, Optimizer, make_optimizer
+from graphexec.plots import check_target
+from graphexec.train import DEFAULTS as FIT_DEFAULTS
 from graphexec.train import EpochEnd, accuracy, confusion_matrix, fit, has_tqdm
 
 __all__ = ["register"]
 
 #: Learning rates used when --optimizer names an optimiser the file's spec does not configure.
-DEFAULT_LR = {"sgd": 1e-2, "rmsprop": 1e-3, "adam": 1e-3}
-DEFAULTS = {"epochs": 10, "batch_size": 64, "seed": 0, "val_split": 0.2, "data_seed": 0}
+DEFAULT_LR = {"sgd": 1e-2, "rmsprop": 1e-3, "adam": FIT_DEFAULTS["lr"]}
+DEFAULTS = {**FIT_DEFAULTS, "val_split": 0.2, "data_seed": 0}
 DATA_HELP = "spiral, digits, a .npz file with arrays x and y, or CIFAR-10 binary .bin file(s)"
 
 
@@ -105,38 +108,68 @@ def _default_output(path: str) -> str:
     return f"{pathlib.Path(path).stem}_trained.gx"
 
 
+def _train_result(args: argparse.Namespace, g: Graph, hist: History, out: str,
+                  train_acc: float | None) -> dict[str, Any]:
+    return {"file": args.file, "data": args.data, "output": out, "epochs": hist.epochs,
+            "loss": hist.loss[-1] if hist.loss else None,
+            "train_acc": hist.train_acc[-1] if hist.train_acc else None,
+            "val_acc": hist.val_acc[-1] if hist.val_acc else None,
+            "best_epoch": hist.best_epoch, "best_val_acc": hist.best_val_acc,
+            "kept_train_acc": train_acc, "stopped_early": hist.stopped_early,
+            "history": {"loss": hist.loss, "train_acc": hist.train_acc,
+                        "val_acc": hist.val_acc, "lr": hist.lr},
+            "plot": args.plot}
+
+
+def _report(args: argparse.Namespace, g: Graph, hist: History, out: str,
+            train_acc: float | None) -> None:
+    if args.json:
+        emit_json(_train_result(args, g, hist, out, train_acc))
+        return
+    val = "" if not hist.val_acc else f", validation accuracy {hist.val_acc[-1]:.2%}"
+    print(f"trained {hist.epochs} epochs: loss {hist.loss[-1]:.4f}, "
+          f"train accuracy {hist.train_acc[-1]:.2%}{val}")
+    if hist.best_epoch is not None:
+        print(f"kept the parameters of epoch {hist.best_epoch} (best validation accuracy "
+              f"{hist.best_val_acc:.2%}): train accuracy {train_acc:.2%}")
+    if hist.stopped_early:
+        print(f"stopped early: no better validation accuracy for "
+              f"{read_spec(g.training).early_stopping} epochs")
+    print(f"saved {out}")
+    if args.plot:
+        print(f"saved {args.plot}")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.plot:
+        check_target(args.plot)  # before training, not after an hour of it
     g = gx.load(args.file)
     if args.reg is not None:
         g = nn.set_reg(g, args.reg)
     stored = read_spec(g.training)
+    start = check_resume(args, g, stored, _optimizer(args, stored)) if args.resume else 0
     val_split = _extra(g, "val_split", args.val_split, float)
     data_seed = _extra(g, "data_seed", args.data_seed, int)
     Xtr, ytr, Xv, yv = _data(args.data, data_seed, val_split, g)
     _record_data_settings(g, val_split, data_seed)
     out = args.output or _default_output(args.file)
     bar = not args.no_progress and sys.stderr.isatty() and has_tqdm()
-    callbacks = [] if args.no_progress or bar else [_epoch_line]
-    hist = fit(g, Xtr, ytr, epochs=_setting(args.epochs, stored.epochs, "epochs"),
-               batch_size=_setting(args.batch_size, stored.batch_size, "batch_size"),
-               optimizer=_optimizer(args, stored), val=(Xv, yv) if len(yv) else None,
-               progress=bar, seed=args.seed, checkpoint=out, resume=args.resume,
-               callbacks=callbacks)
-    val = "" if not hist.val_acc else f", validation accuracy {hist.val_acc[-1]:.2%}"
-    print(f"trained {hist.epochs} epochs: loss {hist.loss[-1]:.4f}, "
-          f"train accuracy {hist.train_acc[-1]:.2%}{val}")
-    if hist.best_epoch is not None:
-        print(f"kept the parameters of epoch {hist.best_epoch} (best validation accuracy "
-              f"{hist.best_val_acc:.2%}): train accuracy {accuracy(g, Xtr, ytr):.2%}")
-    if hist.stopped_early:
-        print(f"stopped early: no better validation accuracy for "
-              f"{read_spec(g.training).early_stopping} epochs")
-    print(f"saved {out}")
+    tracker = Tracker()
+    callbacks = [tracker] + ([] if args.no_progress or bar else [_epoch_line])
+    try:
+        hist = fit(g, Xtr, ytr, epochs=_setting(args.epochs, stored.epochs, "epochs"),
+                   batch_size=_setting(args.batch_size, stored.batch_size, "batch_size"),
+                   optimizer=_optimizer(args, stored), val=(Xv, yv) if len(yv) else None,
+                   progress=bar, seed=args.seed, checkpoint=out, resume=args.resume,
+                   callbacks=callbacks)
+    except KeyboardInterrupt:
+        return interrupted(args, out, start, tracker, total_epochs(args, stored))
+    train_acc = accuracy(g, Xtr, ytr) if hist.best_epoch is not None else None
     if args.plot:
         from graphexec.plots import training_curves
 
         training_curves(hist, args.plot, title=f"{g.name} on {args.data}")
-        print(f"saved {args.plot}")
+    _report(args, g, hist, out, train_acc)
     return 0
 
 
@@ -172,6 +205,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from graphexec.plots import Panel, decision_boundaries
 
+    check_target(args.output)  # before training every net, not after
     hidden, regs = _csv(args.hidden, int, "--hidden"), _csv(args.reg, float, "--reg")
     probe = nn.mlp([2, 2], dtype=args.dtype)
     Xtr, ytr, Xv, yv = _data(args.data, args.data_seed, args.val_split, probe)
@@ -209,27 +243,40 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help=DATA_HELP)
     p.add_argument("--val-split", type=float, help="share held out for validation "
                    "(default: the file's spec, else 0.2; spiral draws a fresh spiral instead)")
-    p.add_argument("--data-seed", type=int, help="seed of the split / of the spiral (default 0)")
+    p.add_argument("--data-seed", type=int, help="seed of the split / of the spiral "
+                   "(default: the file's spec, else 0)")
 
 
 def _train_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train a graph on a dataset and save it",
                        description="Train FILE (for example an untrained graph from models/). "
-                       "Options left out come from the file's training spec.")
-    p.add_argument("file")
+                       "Options left out come from the file's training spec, else from the "
+                       "defaults shown. Ctrl-C stops after saying how to resume (exit 130).")
+    p.add_argument("file", help="a .gx graph with inputs x, y and outputs loss, scores")
     _data_flags(p)
     p.add_argument("-o", "--output", help="trained graph, also checkpointed after each epoch "
                    "(default: FILE's name + _trained.gx, in the current folder)")
-    p.add_argument("--epochs", type=int, help="total number of epochs")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS))
-    p.add_argument("--lr", type=float, help="base learning rate")
-    p.add_argument("--momentum", type=float, help="momentum of --optimizer sgd")
-    p.add_argument("--reg", type=float, help="L2 strength (graphs built by graphexec.nn)")
-    p.add_argument("--seed", type=int, help="seed of the shuffling")
-    p.add_argument("--resume", action="store_true", help="continue the run stored in FILE")
-    p.add_argument("--plot", metavar="PNG", help="draw loss and accuracy per epoch")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--epochs", type=int, help="total number of epochs, on --resume too "
+                   f"(default: the file's spec, else {DEFAULTS['epochs']})")
+    p.add_argument("--batch-size", type=int, help="examples per step (default: the file's "
+                   f"spec, else {DEFAULTS['batch_size']})")
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="update rule (default: "
+                   f"the file's spec, else {DEFAULTS['optimizer']})")
+    p.add_argument("--lr", type=float, help="base learning rate (default: the file's spec, "
+                   f"else {', '.join(f'{k} {v:g}' for k, v in sorted(DEFAULT_LR.items()))})")
+    p.add_argument("--momentum", type=float, help="momentum of --optimizer sgd (default: the "
+                   "file's spec, else 0)")
+    p.add_argument("--reg", type=float, help="L2 strength (graphs built by graphexec.nn; "
+                   "default: the graph's own)")
+    p.add_argument("--seed", type=int, help="seed of the shuffling (default: the file's "
+                   f"spec, else {DEFAULTS['seed']})")
+    p.add_argument("--resume", action="store_true", help="continue the run stored in FILE "
+                   "(same data settings; up to --epochs in total)")
+    p.add_argument("--plot", metavar="PNG", help="draw loss and accuracy per epoch "
+                   "(needs matplotlib; checked before training)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    p.add_argument("--json", action="store_true", help="print one JSON object: the result "
+                   "and the history")
     p.set_defaults(func=cmd_train)
 
 
@@ -237,26 +284,31 @@ def register(sub: Any) -> None:
     """Add ``train``, ``evaluate`` and ``sweep`` to the ``graphexec`` subcommands."""
     _train_parser(sub)
     p = sub.add_parser("evaluate", help="accuracy and confusion matrix of a trained graph")
-    p.add_argument("file")
+    p.add_argument("file", help="a trained .gx classifier")
     _data_flags(p)
     p.add_argument("--split", choices=("val", "train", "all"), default="val",
                    help="which part of the data (default: val, the held-out part)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("sweep", help="train 2-layer nets over hidden sizes and L2 strengths and "
                        "draw their decision boundaries")
     p.add_argument("--data", required=True, help="2-D data: spiral or a .npz file")
-    p.add_argument("--hidden", default="3,6,20", help="hidden sizes (default 3,6,20)")
-    p.add_argument("--reg", default="0.001,0.01,0.1", help="L2 strengths (default 0.001,0.01,0.1)")
-    p.add_argument("-o", "--output", required=True, help="figure file (.png, .svg, .pdf)")
-    p.add_argument("--activation", default="relu", choices=sorted(nn.ACTIVATIONS))
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    p.add_argument("--val-split", type=float, default=0.2)
-    p.add_argument("--data-seed", type=int, default=0)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--hidden", default="3,6,20", help="hidden sizes, comma-separated")
+    p.add_argument("--reg", default="0.001,0.01,0.1", help="L2 strengths, comma-separated")
+    p.add_argument("-o", "--output", required=True, help="figure file (.png, .svg, .pdf); "
+                   "matplotlib and its folder are checked before training")
+    p.add_argument("--activation", default="relu", choices=sorted(nn.ACTIVATIONS),
+                   help="hidden-layer activation")
+    p.add_argument("--epochs", type=int, default=100, help="epochs per net")
+    p.add_argument("--batch-size", type=int, default=32, help="examples per step")
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam",
+                   help="update rule")
+    p.add_argument("--lr", type=float, default=1e-2, help="learning rate")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and shuffling")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="dtype of the nets and the data")
+    p.add_argument("--val-split", type=float, default=0.2, help="share held out for "
+                   "validation (spiral draws a fresh spiral instead)")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the split / the spiral")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_sweep)

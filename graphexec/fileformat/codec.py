@@ -11,6 +11,7 @@ import io
 import math
 import os
 import re
+import stat
 import struct
 import sys
 from collections.abc import Iterator, Sequence
@@ -45,22 +46,57 @@ ALIGN = 64
 MAX_ARRAY_BYTES = 2**63 - 1  # numpy's limit: shape product (zeros as ones) times itemsize
 
 
+#: No process holds a tensor past 2**48 bytes (256 TiB: more than the 128 TiB a process can address
+#: on x86-64 and arm64), so a declared shape beyond it is absurd even when a dimension is 0.
+MAX_TENSOR_BYTES = 2**48
+#: What the header may cost beyond its bytes before the derived limits refuse it: the fixed part.
+BASE_BUDGET = 64 << 20
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Bounds that keep loading a hostile file cheap. Raise them for unusually large graphs.
+    """Bounds that keep loading a hostile file cheap. ``None`` (the default) means "derived from
+    the size of the header that is actually present" (see :meth:`resolve`), so every file
+    graphexec writes loads with the defaults, whatever its size; a number overrides it.
 
     ``max_header_items`` caps the number of msgpack objects in the header (every map, list,
-    string and number counts one); it bounds the memory that decoding and validating the header
-    can take, whatever its byte size. See ``docs/security.md``.
+    string and number counts one), ``max_containers`` the maps and lists among them,
+    ``max_text_bytes`` the decoded size of its strings. See ``docs/security.md``.
     """
 
     max_file_bytes: int = 1 << 40  # 1 TiB
-    max_header_bytes: int = 64 << 20  # 64 MiB
+    max_header_bytes: int | None = None  # derived: the file's size
     max_str_len: int = 1 << 16
-    max_array_len: int = 1 << 20
+    max_array_len: int | None = None  # derived: max(2**20, header length)
     max_map_len: int = 1 << 16
     max_depth: int = 16
-    max_header_items: int = 1 << 18
+    max_header_items: int | None = None  # derived: the header's length
+    max_containers: int | None = None  # derived: max(2**18, header length // 8)
+    max_text_bytes: int | None = None  # derived: header length + 32 MiB
+    allow_sparse: bool = False  # load a file with fewer bytes on disk than it declares
+
+    def resolve(self, hlen: int) -> Limits:
+        """Concrete limits for a header of ``hlen`` bytes: each ``None`` becomes its derived
+        value. Every msgpack object takes at least one byte, so an item count of ``hlen`` (and
+        a list of ``hlen`` items) is what the bytes present can hold; a graph graphexec writes
+        has one map or list per 14 bytes or more (a node is a map, its inputs a list and its
+        attrs a map in 40+ bytes), and ASCII strings of at most ``hlen`` bytes."""
+        return Limits(
+            max_file_bytes=self.max_file_bytes,
+            max_header_bytes=self.max_header_bytes,
+            max_str_len=self.max_str_len,
+            max_array_len=_or(self.max_array_len, max(1 << 20, hlen)),
+            max_map_len=self.max_map_len,
+            max_depth=self.max_depth,
+            max_header_items=_or(self.max_header_items, hlen),
+            max_containers=_or(self.max_containers, max(1 << 18, hlen // 8)),
+            max_text_bytes=_or(self.max_text_bytes, hlen + (BASE_BUDGET >> 1)),
+            allow_sparse=self.allow_sparse,
+        )
+
+
+def _or(value: int | None, derived: int) -> int:
+    return derived if value is None else value
 
 
 DEFAULT_LIMITS = Limits()
@@ -153,7 +189,7 @@ def _check_preamble(f: BinaryIO, size: int, limits: Limits) -> int:
         )
     if version < 1 or flags != 0:
         raise GraphFileError(f"invalid preamble: format version {version}, flags {flags:#x}")
-    if hlen > limits.max_header_bytes:
+    if limits.max_header_bytes is not None and hlen > limits.max_header_bytes:
         raise GraphFileError(f"header length {hlen} is over the limit of {limits.max_header_bytes}")
     if PREAMBLE.size + hlen > size:
         raise GraphFileError(f"file is truncated: header of {hlen} bytes runs past end of file")
@@ -187,10 +223,14 @@ def describe_loc(loc: Sequence[int | str]) -> str:
 
 
 def _decode_header(raw: bytes, limits: Limits) -> Header:
+    limits = limits.resolve(len(raw))
+    assert limits.max_array_len is not None and limits.max_header_items is not None
+    assert limits.max_containers is not None and limits.max_text_bytes is not None
     try:  # structure first, so that decoding allocates nothing the scan has not counted
         scan(raw, max_str_len=limits.max_str_len, max_array_len=limits.max_array_len,
              max_map_len=limits.max_map_len, max_depth=limits.max_depth,
-             max_items=limits.max_header_items)
+             max_items=limits.max_header_items, max_containers=limits.max_containers,
+             max_text_bytes=limits.max_text_bytes)
     except ScanError as e:
         raise GraphFileError(f"header is not valid msgpack: {e}") from e
     try:
@@ -225,11 +265,7 @@ def _check_tensor_index(header: Header, data_start: int, size: int) -> None:
                 f"tensor {e.name!r}: {e.nbytes} bytes given, but {e.dtype} {tuple(e.shape)} "
                 f"needs {want}"
             )
-        if math.prod(max(d, 1) for d in e.shape) * np.dtype(DTYPES[e.dtype]).itemsize > MAX_ARRAY_BYTES:
-            raise GraphFileError(  # an empty tensor whose other dims no array can hold
-                f"tensor {e.name!r}: shape {tuple(e.shape)} is too large for an array "
-                f"(its dimensions other than 0 multiply past {MAX_ARRAY_BYTES} bytes)"
-            )
+        _check_extent(f"tensor {e.name!r}", e.dtype, e.shape)
         if e.offset != align(pos):
             raise GraphFileError(
                 f"tensor {e.name!r} starts at offset {e.offset}, expected {align(pos)} "
@@ -243,6 +279,25 @@ def _check_tensor_index(header: Header, data_start: int, size: int) -> None:
         )
 
 
+def _check_extent(what: str, dtype: str, shape: Sequence[int | None]) -> None:
+    """Refuse a declared shape no process could hold: its dimensions, a 0 or an unknown size
+    counted as 1, times the itemsize, past :data:`MAX_TENSOR_BYTES`. An empty tensor or an
+    input of such a shape would make any tool that allocates "one of it" fail (a gradient
+    check, a random example input)."""
+    extent = math.prod(max(d or 1, 1) for d in shape) * np.dtype(DTYPES[dtype]).itemsize
+    if extent > MAX_TENSOR_BYTES:
+        raise GraphFileError(
+            f"{what}: shape {tuple(shape)} is too large for an array: its dimensions (0 counted "
+            f"as 1) need {extent} bytes of {dtype}, over the limit of {MAX_TENSOR_BYTES} (2**48)"
+        )
+
+
+def _check_inputs(header: Header) -> None:
+    for i in header.inputs:
+        if i.shape is not None:
+            _check_extent(f"input {i.name!r}", i.dtype, i.shape)
+
+
 def _check_zero(pad: bytes, where: str) -> None:
     if pad.count(0) != len(pad):
         raise GraphFileError(f"padding {where} must be zero bytes")
@@ -252,7 +307,11 @@ def _read_section(f: BinaryIO, entries: list[TensorEntry]) -> np.ndarray:
     """The whole tensor section in one read, into one new buffer (its size is already checked
     against the file size). One allocation: four fresh arrays cost 1.6x one read in page faults."""
     end = entries[-1].offset + entries[-1].nbytes if entries else 0
-    buf = np.empty(end, dtype=np.uint8)
+    try:
+        buf = np.empty(end, dtype=np.uint8)
+    except MemoryError:
+        raise GraphFileError(f"the tensor section needs {end} bytes of memory, which this "
+                             "process cannot allocate") from None
     view, got = memoryview(buf), 0  # type: ignore[arg-type]
     while got < end:
         n = f.readinto(view[got:])  # type: ignore[attr-defined]
@@ -274,13 +333,28 @@ def _tensor_at(buf: np.ndarray, e: TensorEntry) -> np.ndarray:
     return arr
 
 
-def _read(f: BinaryIO, size: int, limits: Limits, tensors: bool) -> tuple[Header, list[np.ndarray]]:
+def _check_stored(stored: int | None, size: int, limits: Limits) -> None:
+    """A sparse file declares bytes it does not hold: refuse it before allocating them.
+    ``stored`` is the bytes the file takes on disk (None when unknown, as for bytes in memory);
+    64 MiB of slack covers filesystems that store small tails or compress."""
+    if stored is not None and not limits.allow_sparse and size > stored + BASE_BUDGET:
+        raise GraphFileError(
+            f"file is {size} bytes long but only {stored} bytes are stored on disk (a sparse "
+            "file: its declared tensors are not present); if it is honest, load it with "
+            "limits=Limits(allow_sparse=True)"
+        )
+
+
+def _read(f: BinaryIO, size: int, limits: Limits, tensors: bool,
+          stored: int | None = None) -> tuple[Header, list[np.ndarray]]:
     hlen = _check_preamble(f, size, limits)
     header = _decode_header(_read_exact(f, hlen, "the header"), limits)
     data_start = align(PREAMBLE.size + hlen)
     _check_tensor_index(header, data_start, size)
+    _check_inputs(header)
     if not tensors:
         return header, []
+    _check_stored(stored, size, limits)
     _check_zero(_read_exact(f, data_start - PREAMBLE.size - hlen, "padding"), "after the header")
     entries = _all_entries(header)
     buf = _read_section(f, entries)
@@ -300,12 +374,36 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[Header, list[n
 def read_file(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS, *,
               tensors: bool = True) -> tuple[Header, list[np.ndarray]]:
     """Read and validate a file; with ``tensors=False`` only the header is read."""
+    f = _open_regular(path)
+    with f:
+        st = os.fstat(f.fileno())
+        blocks = getattr(st, "st_blocks", None)
+        return _read(f, st.st_size, limits, tensors, None if blocks is None else blocks * 512)
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"))
+
+
+def _open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open ``path`` for reading if it is a regular file, else refuse naming what it is.
+
+    The open is non-blocking, so a FIFO with no writer cannot hang it; the check is made on the
+    opened descriptor (``fstat``), so the path cannot be swapped between check and read."""
     try:
-        f = open(path, "rb")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as e:
         raise GraphFileError(f"cannot open {os.fspath(path)!r}: {e.strerror}") from e
-    with f:
-        return _read(f, os.fstat(f.fileno()).st_size, limits, tensors)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        what = next((name for test, name in _KINDS if test(mode)), "of an unknown kind")
+        raise GraphFileError(f"{os.fspath(path)!r} is {what}, not a regular file; "
+                             "give the path of a .gx file")
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 def read_header(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> Header:

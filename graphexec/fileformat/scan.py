@@ -8,7 +8,10 @@ bytes once, without building anything, and rejects what the format forbids *befo
 
 - a type outside the allowed set (``bin``, extension types, the reserved byte ``0xc1``);
 - a string, array or map longer than its limit, or declaring more items than bytes remain;
-- nesting deeper than ``max_depth``; more than ``max_items`` objects in all;
+- nesting deeper than ``max_depth``; more than ``max_items`` objects, or ``max_containers``
+  arrays and maps, in all (a one-byte empty container decodes to 56-72 bytes of Python);
+- strings whose decoded size passes ``max_text_bytes`` in all: a string with any non-ASCII
+  byte counts four bytes a byte, since one emoji widens the whole Python str to UCS-4;
 - a map key that is not a string;
 - bytes after the single top-level object, or an object cut short.
 
@@ -65,12 +68,12 @@ def _forbidden(b: int, pos: int) -> ScanError:
 
 
 def scan(raw: bytes, *, max_str_len: int, max_array_len: int, max_map_len: int,
-         max_depth: int, max_items: int) -> int:
+         max_depth: int, max_items: int, max_containers: int, max_text_bytes: int) -> int:
     """Check the structure of one msgpack object filling ``raw`` exactly; return its item count.
 
     Iterative (no recursion), table-driven, linear in the number of items, each visited once.
     """
-    end, pos, items = len(raw), 0, 0
+    end, pos, items, containers, text = len(raw), 0, 0, 0, 0
     left: list[int] = []     # items still to come in each open container (a map counts 2 per pair)
     is_map: list[bool] = []
     limit = {STR: max_str_len, ARRAY: max_array_len, MAP: max_map_len}
@@ -100,8 +103,16 @@ def scan(raw: bytes, *, max_str_len: int, max_array_len: int, max_map_len: int,
                 raise ScanError(f"{_NAMES[kind]} of {n} {unit} at byte {start} is over the limit "
                                 f"of {limit[kind]}")
             if kind == STR:
+                text += n if raw[pos:pos + n].isascii() else 4 * n
+                if text > max_text_bytes:
+                    raise ScanError(f"strings decoding to more than {max_text_bytes} bytes "
+                                    "(the limit max_text_bytes; non-ASCII text counts 4 bytes a byte)")
                 pos += n
             else:
+                containers += 1
+                if containers > max_containers:
+                    raise ScanError(f"more than {max_containers} arrays and maps "
+                                    "(the limit max_containers)")
                 if len(left) >= max_depth - (n > 0):
                     raise ScanError(f"nesting deeper than the limit of {max_depth} (max_depth)")
                 if n:

@@ -6,6 +6,7 @@ Every model forbids unknown fields, takes no type coercion (``strict``) and is f
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (
@@ -26,6 +27,7 @@ __all__ = [
     "OutputSpec",
     "TensorEntry",
     "TrainingSection",
+    "clean_text",
 ]
 
 #: The closed dtype table: file name -> numpy little-endian type string.
@@ -47,7 +49,17 @@ DistText = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.+!<>\-]{0,128
 #: Free text (metadata values, string attributes): printable, bounded.
 #: Tab and newline are allowed; C0 controls, DEL and the C1 controls (U+0080-U+009F, which
 #: some terminals read as escape sequences: U+009B is CSI) are not.
-Text = Annotated[str, StringConstraints(max_length=65536, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$")]
+#: This is the one definition of allowed text: the ONNX importer cleans with :func:`clean_text`.
+FORBIDDEN_TEXT = "\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f"
+MAX_TEXT = 65536
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT, pattern=f"^[^{FORBIDDEN_TEXT}]*$")]
+_FORBIDDEN = re.compile(f"[{FORBIDDEN_TEXT}]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` made acceptable as :data:`Text`: forbidden characters become spaces, cut to
+    :data:`MAX_TEXT` characters."""
+    return _FORBIDDEN.sub(" ", text)[:MAX_TEXT]
 DType = Literal["float32", "float64", "int32", "int64", "bool"]
 Dim = Annotated[int, Field(ge=0, le=MAX_DIM)]
 Scalar = Union[bool, int, float, Text, None]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from graphexec.errors import GraphError
-from graphexec.gate import Ctx, Gate, Spec, unbroadcast
+from graphexec.gate import Attrs, Ctx, Gate, Spec, unbroadcast
 from graphexec.gates._samples import Sample, broadcasts_to, random_shape
 from graphexec.gates._shapes import elementwise, fmt, result_dtype, same_dim
 from graphexec.gates.arith import unary_sample
@@ -80,7 +80,7 @@ class LeakyReLU(Gate):
     name, version = "leaky_relu", 1
     fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
-    class Attrs(BaseModel):
+    class Attrs(Attrs):
         model_config = ConfigDict(extra="forbid", frozen=True)
         alpha: float = 0.01
 
@@ -141,7 +141,7 @@ class ELU(Gate):
     name, version = "elu", 1
     fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
-    class Attrs(BaseModel):
+    class Attrs(Attrs):
         model_config = ConfigDict(extra="forbid", frozen=True)
         alpha: float = 1.0
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from graphexec.errors import GraphError
-from graphexec.gate import Ctx, Gate, Spec
+from graphexec.gate import Attrs, Ctx, Gate, Spec
 from graphexec.gates._samples import Sample
 from graphexec.gates._shapes import Shape, fmt, pair, same_dim, window_out
 
@@ -91,15 +91,15 @@ class Conv2d(Gate):
     docstring for OH, OW); xp is x zero-padded. Channels split into ``groups`` groups, output
     channels f of group g reading only input channels of group g (depthwise: groups = C).
     As matrices per group: cols = im2col(xp) (C/g·KH·KW, N·OH·OW), Y = W · cols (image by image
-    when the images are large, see ``PER_SAMPLE_PIXELS``), so the local gradients are dW = dY · colsᵀ, dcols = Wᵀ · dY (dx = col2im(dcols), the slice-adds of each
-    tap back to the pixels it read), db[f] = Σ_{n,y,x} dy[n, f, y, x].
+    when the images are large, see ``PER_SAMPLE_PIXELS``), so the local gradients are
+    dW = dY · colsᵀ, dcols = Wᵀ · dY (dx = col2im(dcols), the slice-adds of each tap back to
+    the pixels it read), db[f] = Σ_{n,y,x} dy[n, f, y, x].
     """
 
     name, version = "conv2d", 1
     fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
-    class Attrs(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
+    class Attrs(Attrs):
         stride: PosPair = 1
         padding: NonNegPair = 0
         dilation: PosPair = 1

@@ -6,10 +6,10 @@ import math
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from graphexec.errors import GraphError
-from graphexec.gate import Ctx, Gate, Spec
+from graphexec.gate import Attrs, Ctx, Gate, Spec
 from graphexec.gates._samples import Sample, random_shape
 from graphexec.gates._shapes import Dim, fmt, same_dim
 
@@ -34,8 +34,7 @@ class Flatten(Gate):
 
     name, version = "flatten", 1
 
-    class Attrs(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
+    class Attrs(Attrs):
         axis: int = 1
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
@@ -64,8 +63,7 @@ class Transpose(Gate):
 
     name, version = "transpose", 1
 
-    class Attrs(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
+    class Attrs(Attrs):
         perm: list[int] | None = None
 
         @model_validator(mode="after")
@@ -109,8 +107,7 @@ class Concat(Gate):
     name, version = "concat", 1
     fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
-    class Attrs(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
+    class Attrs(Attrs):
         axis: int = 0
 
     def forward(self, ctx: Ctx, *xs: np.ndarray) -> np.ndarray:
@@ -159,12 +156,12 @@ class Concat(Gate):
 
 class Pad(Gate):
     """y = x with ``pads[i] = (before, after)`` entries of the constant ``value`` added on each
-    side of axis i.  Local gradient: dy cropped back to x's region (the padding has none)."""
+    side of axis i (``pads`` empty, the default: no padding).  Local gradient: dy cropped back
+    to x's region (the padding has none)."""
 
     name, version = "pad", 1
 
-    class Attrs(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
+    class Attrs(Attrs):
         pads: list[tuple[int, int]] = Field(default_factory=list)
         value: float = 0.0
 
@@ -174,27 +171,31 @@ class Pad(Gate):
                 raise ValueError(f"pads {self.pads} has a negative entry; expected sizes >= 0")
             return self
 
-    def _check(self, ndim: int) -> None:
-        if len(self.attrs.pads) != ndim:
-            raise GraphError(f"pad has {len(self.attrs.pads)} (before, after) pairs but x has "
-                             f"{ndim} axes; give one pair per axis")
+    def _pads(self, ndim: int) -> list[tuple[int, int]]:
+        pads = self.attrs.pads
+        if not pads:  # the default: no padding
+            return [(0, 0)] * ndim
+        if len(pads) != ndim:
+            raise GraphError(f"pad has {len(pads)} (before, after) pairs but x has {ndim} axes; "
+                             "give one pair per axis")
+        return pads
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
-        self._check(x.ndim)
-        ctx.region = tuple(slice(b, b + n) for (b, _), n in zip(self.attrs.pads, x.shape))
+        pads = self._pads(x.ndim)
+        ctx.region = tuple(slice(b, b + n) for (b, _), n in zip(pads, x.shape))
         if x.ndim == 0:  # nothing to pad (and np.pad fails on a scalar)
             return x.copy()
-        return np.pad(x, self.attrs.pads, constant_values=self.attrs.value)
+        return np.pad(x, pads, constant_values=self.attrs.value)
 
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
         return (dy[ctx.region],)
 
     def infer(self, x: Spec) -> Spec:
         if x.shape is None:
-            return Spec((None,) * len(self.attrs.pads), x.dtype)
-        self._check(len(x.shape))
-        return Spec(tuple(None if d is None else d + b + a
-                          for d, (b, a) in zip(x.shape, self.attrs.pads)), x.dtype)
+            return Spec(None if not self.attrs.pads else (None,) * len(self.attrs.pads), x.dtype)
+        pads = self._pads(len(x.shape))
+        return Spec(tuple(None if d is None else d + b + a for d, (b, a) in zip(x.shape, pads)),
+                    x.dtype)
 
     @staticmethod
     def sample_inputs(rng: np.random.Generator) -> Sample:
@@ -211,8 +212,7 @@ class Clip(Gate):
     name, version = "clip", 1
     fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
-    class Attrs(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
+    class Attrs(Attrs):
         min: float | None = None
         max: float | None = None
 

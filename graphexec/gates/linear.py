@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
-from graphexec.gate import Ctx, Gate, Spec, unbroadcast
+from graphexec.gate import Attrs, Ctx, Gate, Spec, unbroadcast
 from graphexec.gates._samples import Sample, broadcasts_to, matmul_shapes, random_shape
 from graphexec.gates._shapes import elementwise, matmul_shape, reshape_shape, result_dtype
 
@@ -113,7 +113,7 @@ class Reshape(Gate):
 
     name, version = "reshape", 1
 
-    class Attrs(BaseModel):
+    class Attrs(Attrs):
         model_config = ConfigDict(extra="forbid", frozen=True)
         shape: list[int] = Field(default_factory=lambda: [-1])
 

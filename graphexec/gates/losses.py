@@ -9,10 +9,10 @@ otherwise: numpy would read a label -1 as the last class without a word.
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from graphexec.errors import GraphError
-from graphexec.gate import Ctx, Gate, Spec
+from graphexec.gate import Attrs, Ctx, Gate, Spec
 from graphexec.gates._samples import Sample, random_shape
 from graphexec.gates._shapes import float_dtype, fmt, same_dim
 
@@ -130,7 +130,7 @@ class L2(Gate):
     name, version = "l2", 1
     fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
-    class Attrs(BaseModel):
+    class Attrs(Attrs):
         model_config = ConfigDict(extra="forbid", frozen=True)
         scale: float = 1.0
 

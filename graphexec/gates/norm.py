@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from graphexec.errors import GraphError
-from graphexec.gate import Ctx, Gate, Spec
+from graphexec.gate import Attrs, Ctx, Gate, Spec
 from graphexec.gates._samples import Sample
 from graphexec.gates._shapes import fmt, same_dim
 
@@ -40,16 +40,16 @@ class BatchNorm(Gate):
     channel, at least 2). Evaluation mode: μ, σ² are the running statistics, nothing is proposed.
     Local gradients: dβ = Σ dy, dγ = Σ dy · x̂ (over every axis but 1); with dx̂ = γ · dy and
     1/σ = 1/√(σ² + eps), training: dx = (1/σ)(dx̂ - mean(dx̂) - x̂ · mean(dx̂ · x̂)); evaluation:
-    dx = dx̂ / σ. The buffers get None.
+    dx = dx̂ / σ. The buffers are never differentiated by the executor (it does not ask, so they
+    get None); asked directly, backward gives their true local gradients (see _buffer_grads).
     """
 
     name, version = "batchnorm", 1
     fresh_grads = True  # backward returns new arrays; the executor may sum into them
-    #: Inputs that are buffers (read, never differentiated; backward gives None for them).
+    #: Inputs that are buffers (read, never differentiated by the executor).
     buffer_inputs: ClassVar[tuple[int, ...]] = (3, 4)
 
-    class Attrs(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
+    class Attrs(Attrs):
         momentum: float = Field(0.1, ge=0.0, le=1.0)
         eps: float = Field(1e-5, gt=0.0)
 
@@ -80,11 +80,24 @@ class BatchNorm(Gate):
         xhat, axes, gamma, needs = ctx.xhat, ctx.axes, ctx.gamma, ctx.needs_grad
         dgamma = (dy * xhat).sum(axis=axes).astype(gamma.dtype) if needs[1] else None
         dbeta = dy.sum(axis=axes).astype(gamma.dtype) if needs[2] else None
+        dxhat = dy * gamma.astype(dy.dtype).reshape(ctx.inv.shape)
         dx = None
         if needs[0]:
-            dxhat = dy * gamma.astype(dy.dtype).reshape(ctx.inv.shape)
             dx = _normalize_backward(dxhat, xhat, ctx.inv, axes) if ctx.batch else dxhat * ctx.inv
-        return dx, dgamma, dbeta, None, None
+        return (dx, dgamma, dbeta, *self._buffer_grads(ctx, dxhat, needs[3:]))
+
+    @staticmethod
+    def _buffer_grads(ctx: Ctx, dxhat: np.ndarray, needs: tuple[bool, ...]) -> list[Any]:
+        """Only if asked (the executor never asks: buffers are not differentiated): in training
+        mode y does not depend on them (0); in evaluation mode dμ = -Σ dx̂/σ and
+        dσ² = -½ Σ dx̂ · x̂/σ², over every axis but 1."""
+        shape = ctx.inv.shape[1:2]
+        if ctx.batch:
+            return [np.zeros(shape, dtype=dxhat.dtype) if n else None for n in needs]
+        inv = ctx.inv
+        dmean = -(dxhat * inv).sum(axis=ctx.axes) if needs[0] else None
+        dvar = -0.5 * (dxhat * ctx.xhat * inv * inv).sum(axis=ctx.axes) if needs[1] else None
+        return [dmean, dvar]
 
     def infer(self, x: Spec, *params: Spec) -> Spec:
         if x.shape is not None:
@@ -122,8 +135,7 @@ class LayerNorm(Gate):
     name, version = "layernorm", 1
     fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
-    class Attrs(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
+    class Attrs(Attrs):
         normalized_ndim: int = Field(1, ge=1)
         eps: float = Field(1e-5, gt=0.0)
 
@@ -181,8 +193,7 @@ class Dropout(Gate):
     name, version = "dropout", 1
     fresh_grads = True  # backward returns new arrays; the executor may sum into them
 
-    class Attrs(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
+    class Attrs(Attrs):
         p: float = Field(0.5, ge=0.0, le=1.0)
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:

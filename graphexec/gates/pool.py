@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import model_validator
 
 from graphexec.errors import GraphError
-from graphexec.gate import Ctx, Gate, Spec
+from graphexec.gate import Attrs, Ctx, Gate, Spec
 from graphexec.gates._samples import Sample
 from graphexec.gates._shapes import Shape, fmt, pair, window_out
 from graphexec.gates.conv import NonNegPair, PosPair, pad_spatial, window
@@ -16,10 +16,9 @@ from graphexec.gates.conv import NonNegPair, PosPair, pad_spatial, window
 __all__ = ["AvgPool2d", "GlobalAvgPool", "MaxPool2d"]
 
 
-class PoolAttrs(BaseModel):
+class PoolAttrs(Attrs):
     """``kernel``, ``stride`` (default: the kernel) and ``padding`` (at most half the kernel)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     kernel: PosPair = 2
     stride: PosPair | None = None
     padding: NonNegPair = 0

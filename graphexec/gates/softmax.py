@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from graphexec.errors import GraphError
-from graphexec.gate import Ctx, Gate, Spec
+from graphexec.gate import Attrs, Ctx, Gate, Spec
 from graphexec.gates._samples import Sample, random_shape
 from graphexec.gates._shapes import float_dtype
 
 __all__ = ["LogSoftmax", "Softmax"]
 
 
-class AxisAttrs(BaseModel):
+class AxisAttrs(Attrs):
     """The axis normalised over (default the last)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     axis: int = -1
 
 

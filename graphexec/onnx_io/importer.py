@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import stat
 from typing import Any
 
 from graphexec.errors import GraphError
 from graphexec.fileformat import MAGIC
+from graphexec.fileformat.schema import clean_text
 from graphexec.graph import Graph, InputDecl, NodeDef, make_graph
 from graphexec.onnx_io.common import OnnxImportError, numpy_dtype, require_onnx
 from graphexec.onnx_io.recognize import Mark
@@ -234,4 +234,4 @@ def _metadata(model: Any, imp: Importer) -> dict[str, str]:
 
 
 def _text(s: str) -> str:
-    return re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", " ", s)[:65536]
+    return clean_text(s)  # the file schema's own definition of allowed text

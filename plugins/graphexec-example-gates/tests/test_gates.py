@@ -36,3 +36,11 @@ def test_known_values():
 def test_softplus_beta_must_be_positive():
     with pytest.raises(AssertionError, match="Attrs model rejects"):
         check_gate(Softplus, (3,), attrs={"beta": 0.0})
+
+
+def test_the_installed_distribution_passes_check_distribution():
+    """Entry-point names match the gates, every class loads, every gate passes the kit."""
+    from graphexec.testing import check_distribution
+
+    report = check_distribution("graphexec-example-gates")
+    assert report.ok and sorted(c.entry for c in report.checks) == ["gelu", "silu", "softplus"]

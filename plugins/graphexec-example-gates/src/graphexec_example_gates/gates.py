@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from graphexec import Ctx, Gate
+from graphexec import Attrs, Ctx, Gate
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -26,8 +26,7 @@ class Softplus(Gate):
 
     name, version = "softplus", 1
 
-    class Attrs(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
+    class Attrs(Attrs):  # graphexec.Attrs: an unknown or misspelled attribute is an error
         beta: float = Field(default=1.0, gt=0.0)
 
     attrs: Attrs  # the validated attributes, typed for this gate
