@@ -38,10 +38,10 @@ def installed(monkeypatch, *fakes):
 def test_listing_text_and_json(capsys):
     assert main(["gates"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 24 and out[0].split()[:3] == ["add", "v1", "graphexec"]
+    assert len(out) == 38 and out[0].split()[:3] == ["add", "v1", "graphexec"]
     assert main(["gates", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"gates", "broken", "conflicts"} and len(data["gates"]) == 24
+    assert set(data) == {"gates", "broken", "conflicts"} and len(data["gates"]) == 38
     assert main(["gates", "--strict"]) == 0
 
 

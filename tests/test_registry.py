@@ -135,7 +135,10 @@ def test_every_builtin_gate_is_an_entry_point_in_pyproject():
             if isinstance(obj, type) and issubclass(obj, gx.Gate) and obj.__module__ == m.__name__:
                 found[obj.name] = f"{m.__name__}:{obj.__name__}"
     assert declared == found
-    contract = ["add", "sub", "mul", "div", "neg", "exp", "log", "square", "sum", "mean", "max", "matmul", "affine", "reshape", "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "maxout", "softmax_cross_entropy", "svm_loss", "l2"]
+    contract = ["add", "sub", "mul", "div", "neg", "exp", "log", "square", "sum", "mean", "max", "matmul", "affine", "reshape", "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "maxout", "softmax_cross_entropy", "svm_loss", "l2",
+                # 0.2 (issue 13)
+                "conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool", "batchnorm", "layernorm",
+                "dropout", "flatten", "transpose", "concat", "pad", "softmax", "log_softmax", "clip"]
     assert sorted(contract) == sorted(found)
     assert all(re.fullmatch(r"[a-z_0-9]+", k) for k in declared)
 
