@@ -19,6 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench_compile
+import bench_conv
 import bench_inference
 import bench_load
 import bench_memory
@@ -33,6 +34,7 @@ BENCHMARKS = {
     "load": bench_load.run,
     "compile": bench_compile.run,
     "memory": bench_memory.run,
+    "conv": bench_conv.run,
 }
 
 

@@ -87,6 +87,8 @@ class Executor:
                              f"{self.graph.inputs}")
         for slot, name in self.plan.params:
             vals[slot] = self.graph.params[name]
+        for slot, name in self.plan.buffers:
+            vals[slot] = self.graph.buffers[name]
         return vals
 
     def _missing(self, sched: ForwardSchedule, vals: list[Any]) -> None:
@@ -96,12 +98,21 @@ class Executor:
                                  f"(the graph's inputs are {self.graph.inputs})")
 
     def forward(self, inputs: Mapping[str, Any] | None = None, /, *,
-                outputs: Iterable[str] | None = None, **kw: Any) -> dict[str, np.ndarray]:
-        """Run forward and keep each node's ctx for ``backward``; returns the outputs by name."""
-        return self._forward(inputs, kw, outputs, keep=True)
+                outputs: Iterable[str] | None = None, training: bool = False,
+                seed: int | None = None, step: int = 0, **kw: Any) -> dict[str, np.ndarray]:
+        """Run forward and keep each node's ctx for ``backward``; returns the outputs by name.
+
+        ``training=True`` runs in training mode: each gate sees ``ctx.training`` and may use
+        ``ctx.rng``, a generator derived from ``(seed, step, node name)`` (a fresh random seed
+        when ``seed`` is None), and the buffer updates gates propose are applied once the whole
+        forward has succeeded. Evaluation mode (the default) never changes the graph.
+        """
+        key = _mode_key(seed, step) if training else None
+        return self._forward(inputs, kw, outputs, keep=True, key=key)
 
     def _forward(self, inputs: Mapping[str, Any] | None, kw: Mapping[str, Any],
-                 outputs: Iterable[str] | None, keep: bool) -> dict[str, np.ndarray]:
+                 outputs: Iterable[str] | None, keep: bool,
+                 key: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
         sched = self.plan.forward(outputs)
         vals = self._feed(inputs, kw)
         self._missing(sched, vals)
@@ -110,12 +121,16 @@ class Executor:
         # value dropped after its last reader.
         ctxs: list[Ctx | None] | None = [None] * len(self.graph.nodes) if keep else None
         release = repeat(()) if keep else sched.release
+        node_keys = self.plan.node_keys
+        proposed: list[tuple[int, Ctx]] = []
         k = -1
         try:
             for (forward, ins, out, k), free in zip(sched.steps, release):
                 ctx = Ctx()
                 if ctxs is not None:
                     ctxs[k] = ctx
+                if key is not None:  # training mode (see forward)
+                    ctx.training, ctx.rng_key = True, (*key, node_keys[k])
                 # Calls spelled out by arity: no argument list is built for 1 or 2 inputs.
                 n = len(ins)
                 if n == 2:
@@ -126,13 +141,41 @@ class Executor:
                 else:
                     y = forward(ctx, *[vals[s] for s in ins])
                 vals[out] = y if type(y) is ndarray else np.asarray(y)
+                if key is not None and "updates" in ctx.__dict__:
+                    proposed.append((k, ctx))
                 for s in free:
                     vals[s] = None
         except Exception as e:
             _gate_failed(self.graph, k, "forward", e)
+        if proposed:
+            self._apply_updates(proposed)
         if ctxs is not None:
             self._fwd, self._vals, self._ctxs = sched, vals, ctxs
         return {name: vals[s] for name, s in sched.outputs}
+
+    def _apply_updates(self, proposed: list[tuple[int, Ctx]]) -> None:
+        """Check every buffer update the gates proposed, then apply them all (or none).
+
+        Each buffer gets a new array (the old one is not written), so a value another
+        executor or a caller holds never changes under it."""
+        staged: dict[str, np.ndarray] = {}
+        for k, ctx in proposed:
+            node = self.graph.nodes[k]
+            for i, value in ctx.updates.items():
+                slot = self.plan.node_inputs[k][i] if 0 <= i < len(node.inputs) else -1
+                name = self.plan.buffer_of.get(slot)
+                if name is None:
+                    what = repr(node.inputs[i]) if slot >= 0 else "which does not exist"
+                    raise ExecutionError(f"node {node.name!r} ({node.op}) proposed a new value "
+                                         f"for its input {i} {what}, which is not a buffer; only "
+                                         "buffers can be updated (declare it with b.buffer(...))")
+                old, new = self.graph.buffers[name], np.asarray(value)
+                if new.shape != old.shape or new.dtype != old.dtype:
+                    raise ExecutionError(f"node {node.name!r} ({node.op}) proposed {new.dtype} "
+                                         f"{new.shape} for buffer {name!r}; expected {old.dtype} "
+                                         f"{old.shape}, like the buffer")
+                staged[name] = np.array(new, copy=True)
+        self.graph.buffers.update(staged)
 
     def backward(self, seeds: Mapping[str, Any] | None = None, *,
                  wrt: Iterable[str] | None = None) -> dict[str, np.ndarray]:
@@ -218,6 +261,16 @@ class Executor:
             s = outs[name]
             grads[s] = d if grads[s] is None else grads[s] + d
         return list(seeds)
+
+
+def _mode_key(seed: int | None, step: int) -> tuple[int, int]:
+    """The (seed, step) part of every node's random-number key in a training-mode forward."""
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
+    for what, v in (("seed", seed), ("step", step)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise GraphError(f"{what} must be a non-negative integer; found {v!r}")
+    return int(seed), int(step)
 
 
 def _gate_failed(graph: Graph, k: int, phase: str, e: Exception) -> None:

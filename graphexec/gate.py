@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from graphexec.errors import GraphError
+
 __all__ = ["Attrs", "Ctx", "Gate", "NoAttrs", "Spec", "describe_attrs", "input_names", "unbroadcast"]
 
 
@@ -44,6 +46,24 @@ class Ctx:
     #: True in a training-mode forward (``ex.forward(..., training=True)``); gates such as
     #: dropout and batchnorm behave differently then. Evaluation mode is the default.
     training: bool = False
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """This node's random generator in a training-mode forward: a pure function of
+        ``(seed, step, node)``, ``np.random.default_rng([seed, step, stable_hash(name)])``
+        (see ``docs/architecture.md``), made on first use."""
+        rng: np.random.Generator | None = self.__dict__.get("_rng")
+        if rng is None:
+            key = self.__dict__.get("rng_key")
+            if key is None:
+                raise GraphError("ctx.rng exists only in a training-mode forward: "
+                                 "ex.forward(..., training=True, seed=S, step=K)")
+            rng = self.__dict__["_rng"] = np.random.default_rng(list(key))
+        return rng
+
+    @rng.setter
+    def rng(self, value: np.random.Generator) -> None:
+        self.__dict__["_rng"] = value
 
     def update(self, i: int, value: np.ndarray) -> None:
         """Propose ``value`` as the new content of input ``i``, which must be a buffer.

@@ -232,7 +232,9 @@ def float64_copy(graph: Graph) -> Graph:
 
     decls = [InputDecl(d.name, f64(d.dtype), d.shape) for d in graph.input_decls]
     params = {k: np.array(v, dtype=f64(v.dtype)) for k, v in graph.params.items()}
-    return Graph(graph.name, decls, params, graph.nodes, graph.output_map)
+    buffers = {k: np.array(v, dtype=f64(v.dtype)) for k, v in graph.buffers.items()}
+    return Graph(graph.name, decls, params, graph.nodes, graph.output_map, buffers=buffers,
+                 frozen=graph.frozen)
 
 
 def _feed64(graph: Graph, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -250,7 +252,7 @@ def _feed64(graph: Graph, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 def gradcheck(graph: Graph, inputs: Mapping[str, Any], *, wrt: Sequence[str] | None = None,
               eps: float = 1e-6, rtol: float = 1e-5, max_coords: int = 32, seed: int = 0,
-              localise: bool = True) -> GradcheckReport:
+              localise: bool = True, training: bool = False, step: int = 0) -> GradcheckReport:
     """Numerical vs analytic gradients of every float input and parameter, in float64.
 
     Args:
@@ -261,7 +263,11 @@ def gradcheck(graph: Graph, inputs: Mapping[str, Any], *, wrt: Sequence[str] | N
         rtol: the relative error allowed (CS231n: ~1e-7 is great, >1e-2 is wrong).
         max_coords: coordinates checked per tensor; larger tensors are sampled at random.
         seed: seeds the upstream gradients and the sampling.
-        localise: on failure, check each node alone to name the failing ones.
+        localise: on failure, check each node alone to name the failing ones (each gate in
+            evaluation mode).
+        training: check the training-mode forward at the fixed ``(seed, step)``: every
+            evaluation draws the same dropout masks, and buffer updates are discarded.
+        step: the training step whose random masks are used (with ``seed``).
 
     Returns:
         A :class:`GradcheckReport`.
@@ -270,13 +276,19 @@ def gradcheck(graph: Graph, inputs: Mapping[str, Any], *, wrt: Sequence[str] | N
     g64 = float64_copy(graph)
     feed = _feed64(graph, inputs)
     report = GradcheckReport(graph.name, eps, rtol)
+    mode = {"training": True, "seed": seed, "step": step} if training else {}
+    buffers = dict(g64.buffers)
     with np.errstate(all="ignore"):  # a point where the graph is not finite is reported below
-        seeds, analytic = _analytic(g64, feed, wrt, rng)
+        seeds, analytic = _analytic(g64, feed, wrt, rng, mode)
         if not seeds:
             return report
 
         def objective() -> np.ndarray:
-            got = run(g64, feed, outputs=list(seeds))
+            if training:
+                got = Executor(g64).forward(feed, outputs=list(seeds), **mode)
+                g64.buffers.update(buffers)  # every evaluation sees the same state
+            else:
+                got = run(g64, feed, outputs=list(seeds))
             return np.concatenate([_terms(got[k], u) for k, u in seeds.items()])
 
         t0 = objective()
@@ -300,10 +312,13 @@ def gradcheck(graph: Graph, inputs: Mapping[str, Any], *, wrt: Sequence[str] | N
 
 
 def _analytic(g64: Graph, feed: Mapping[str, np.ndarray], wrt: Sequence[str] | None,
-              rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+              rng: np.random.Generator, mode: Mapping[str, Any]
+              ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """A random upstream gradient per float output, and the backward pass's gradients."""
     ex = Executor(g64)
-    outs = ex.forward(feed)
+    buffers = dict(g64.buffers)
+    outs = ex.forward(feed, **mode)
+    g64.buffers.update(buffers)
     seeds = {k: rng.standard_normal(v.shape) for k, v in outs.items() if v.dtype.kind == "f"}
     if not seeds:
         return {}, {}

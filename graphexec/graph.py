@@ -8,7 +8,7 @@ each op resolved in the registry, each node's attributes validated by its gate's
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +17,9 @@ import numpy as np
 import pydantic
 
 from graphexec.errors import GraphError, first_problem
-from graphexec.gate import Gate, describe_attrs
+from graphexec.gate import Gate, Spec, describe_attrs
 from graphexec.registry import GateInfo, Registry, registry
+from graphexec.shapes import infer_specs
 
 if TYPE_CHECKING:
     from graphexec.header import Training
@@ -62,20 +63,33 @@ class Node:
 class Graph:
     """A loaded or built graph: declared inputs, parameters, nodes in execution order, outputs.
 
-    ``params`` are writable arrays that optimisers update in place. A Graph is never written
-    during a run, so any number of executors (threads) can share it.
+    ``params`` are writable arrays that optimisers update in place; those named in ``frozen``
+    are not trained. ``buffers`` are named non-trainable state (running statistics, say) that
+    nodes read like any value and that a training-mode forward may replace (see
+    ``docs/architecture.md``). Evaluation-mode runs never write a Graph, so any number of
+    executors (threads) can share it.
     """
 
     def __init__(self, name: str, inputs: Sequence[InputDecl], params: dict[str, np.ndarray],
                  nodes: Sequence[Node], outputs: Mapping[str, str],
-                 metadata: Mapping[str, str] | None = None, training: Training | None = None):
+                 metadata: Mapping[str, str] | None = None, training: Training | None = None,
+                 buffers: dict[str, np.ndarray] | None = None, frozen: Iterable[str] = ()):
         self.name = name
         self.input_decls = list(inputs)
         self.params = params
+        self.buffers = buffers if buffers is not None else {}
+        self.frozen = frozenset(frozen)
         self.nodes = list(nodes)
         self.output_map = dict(outputs)
         self.metadata = dict(metadata or {})
         self.training = training
+        #: Each value's shape and dtype as known before running (see graphexec.shapes).
+        self.specs: dict[str, Spec] = {}
+
+    @property
+    def trainable(self) -> list[str]:
+        """The names of the parameters that training updates (every one not frozen)."""
+        return [k for k in self.params if k not in self.frozen]
 
     @property
     def inputs(self) -> list[str]:
@@ -99,10 +113,11 @@ class Graph:
 
 # ---------------------------------------------------------------------------- checks
 def _check_names(inputs: Sequence[InputDecl], params: Mapping[str, np.ndarray],
-                 defs: Sequence[NodeDef], outputs: Mapping[str, str]) -> None:
+                 defs: Sequence[NodeDef], outputs: Mapping[str, str],
+                 buffers: Mapping[str, np.ndarray], frozen: Iterable[str]) -> None:
     seen: dict[str, str] = {}
     for kind, name in ([("input", d.name) for d in inputs] + [("param", p) for p in params]
-                       + [("node", d.name) for d in defs]):
+                       + [("buffer", b) for b in buffers] + [("node", d.name) for d in defs]):
         if name in seen:
             raise GraphError(f"duplicate name {name!r}: used by a {seen[name]} and a {kind}")
         seen[name] = kind
@@ -114,6 +129,11 @@ def _check_names(inputs: Sequence[InputDecl], params: Mapping[str, np.ndarray],
     for out, src in outputs.items():
         if src not in seen:
             raise GraphError(f"output {out!r} shows {src!r}, which nothing produces")
+    for name in frozen:
+        if seen.get(name) != "param":
+            what = f"a {seen[name]}" if name in seen else "nothing of that name exists"
+            raise GraphError(f"{name!r} is marked frozen, but only parameters can be frozen "
+                             f"({what}); the parameters are {list(params)[:8]}")
 
 
 def _order(defs: Sequence[NodeDef]) -> list[NodeDef]:
@@ -237,11 +257,16 @@ def make_graph(name: str, inputs: Sequence[InputDecl], params: dict[str, np.ndar
                defs: Sequence[NodeDef], outputs: Mapping[str, str], *,
                metadata: Mapping[str, str] | None = None, training: Training | None = None,
                provenance: Mapping[str, tuple[str, str]] | None = None,
-               reg: Registry | None = None) -> Graph:
+               reg: Registry | None = None, buffers: dict[str, np.ndarray] | None = None,
+               frozen: Iterable[str] = ()) -> Graph:
     """Check, order and bind a graph. ``provenance`` maps op -> (dist, version) from a file."""
-    _check_names(inputs, params, defs, outputs)
+    buffers = buffers if buffers is not None else {}
+    frozen = list(frozen)
+    _check_names(inputs, params, defs, outputs, buffers, frozen)
     reg = reg or registry()
     prov, ordered = provenance or {}, _order(defs)
     reg.require((d.op, d.version or 1, *prov.get(d.op, ("", ""))) for d in ordered)  # all at once
     nodes = [_bind(d, reg, prov) for d in ordered]
-    return Graph(name, inputs, params, nodes, outputs, metadata, training)
+    g = Graph(name, inputs, params, nodes, outputs, metadata, training, buffers, frozen)
+    g.specs = infer_specs(inputs, {**params, **buffers}, nodes)
+    return g

@@ -17,7 +17,7 @@ import pydantic
 from graphexec.dtypes import DTYPE_NAMES
 from graphexec.errors import GraphError, first_problem
 from graphexec.fileformat import Header, tensor_entries
-from graphexec.fileformat.schema import InputSpec, NodeSpec, OpSpec, OutputSpec, TrainingSection
+from graphexec.fileformat.schema import HeaderV2, InputSpec, NodeSpec, OpSpec, OutputSpec, TrainingSection
 from graphexec.graph import Graph, InputDecl, NodeDef, make_graph
 from graphexec.registry import Registry
 
@@ -42,9 +42,16 @@ def _unique(what: str, names: Sequence[str]) -> None:
 
 
 def from_header(header: Header, arrays: Sequence[np.ndarray], reg: Registry | None = None) -> Graph:
-    """Build a graph from a validated header and its tensors (params first, then training)."""
+    """Build a graph from a validated header and its tensors (params, buffers, then training)."""
     n = len(header.params)
     params = {e.name: a for e, a in zip(header.params, arrays[:n])}
+    buffers: dict[str, np.ndarray] = {}
+    frozen: list[str] = []
+    if isinstance(header, HeaderV2):
+        buffers = {e.name: a for e, a in zip(header.buffers, arrays[n:n + len(header.buffers)])}
+        n += len(header.buffers)
+        _unique("frozen name", header.frozen)
+        frozen = header.frozen
     training = None
     if header.training is not None:
         t = header.training
@@ -57,7 +64,8 @@ def from_header(header: Header, arrays: Sequence[np.ndarray], reg: Registry | No
     _unique("ops entry for op", [o.op for o in header.ops])
     provenance = {o.op: (o.dist, o.dist_version) for o in header.ops}
     return make_graph(header.name, inputs, params, defs, {o.name: o.value for o in header.outputs},
-                      metadata=header.metadata, training=training, provenance=provenance, reg=reg)
+                      metadata=header.metadata, training=training, provenance=provenance, reg=reg,
+                      buffers=buffers, frozen=frozen)
 
 
 def _plain(v: Any) -> Any:
@@ -114,8 +122,21 @@ def _to_header(g: Graph) -> tuple[Header, list[np.ndarray]]:
     _savable("parameter", pnamed)
     pentries = tensor_entries(pnamed)
     end = pentries[-1].offset + pentries[-1].nbytes if pentries else 0
-    training, tensors = _training_section(g, end)
-    header = Header(
+    bnamed = [(k, np.asarray(v)) for k, v in g.buffers.items()]
+    _savable("buffer", bnamed)
+    bentries = tensor_entries(bnamed, end)
+    end = bentries[-1].offset + bentries[-1].nbytes if bentries else end
+    training, tnamed = None, []
+    if g.training is not None:
+        tnamed = [(k, np.asarray(v)) for k, v in g.training.tensors.items()]
+        _savable("training tensor", tnamed)
+        training = TrainingSection(spec=g.training.spec, state=g.training.state,
+                                   tensors=tensor_entries(tnamed, end))
+    ops = sorted({(n.op, n.info.dist, n.info.dist_version, n.version) for n in g.nodes})
+    best: dict[str, OpSpec] = {}
+    for op, dist, dver, ver in ops:  # one entry per op, with the highest version the graph uses
+        best[op] = OpSpec(op=op, version=ver, dist=dist, dist_version=dver)
+    fields: dict[str, Any] = dict(
         name=g.name,
         inputs=[InputSpec(name=d.name, dtype=d.dtype.name,  # type: ignore[arg-type]
                           shape=None if d.shape is None else list(d.shape)) for d in g.input_decls],
@@ -123,8 +144,14 @@ def _to_header(g: Graph) -> tuple[Header, list[np.ndarray]]:
         nodes=[NodeSpec(name=n.name, op=n.op, version=n.version, inputs=list(n.inputs),
                         attrs={k: _plain(v) for k, v in n.attrs.items()}) for n in g.nodes],
         outputs=[OutputSpec(name=k, value=v) for k, v in g.output_map.items()],
-        ops=_ops(g),
+        ops=list(best.values()),
         metadata=g.metadata,
         training=training,
     )
-    return header, [a for _, a in pnamed] + tensors
+    # The oldest version that can hold the graph: version 2 only for buffers or frozen params.
+    if g.buffers or g.frozen:
+        frozen = [k for k in g.params if k in g.frozen]  # graph order: canonical bytes
+        header: Header = HeaderV2(**fields, buffers=bentries, frozen=frozen)
+    else:
+        header = Header(**fields)
+    return header, [a for _, a in pnamed] + [a for _, a in bnamed] + [a for _, a in tnamed]

@@ -3,7 +3,8 @@ from :mod:`graphexec.training`)."""
 
 from __future__ import annotations
 
+from graphexec.training.convnet import conv_block, convnet
 from graphexec.training.nn import *  # noqa: F403
 from graphexec.training.nn import __all__ as _nn_all
 
-__all__ = list(_nn_all)
+__all__ = [*_nn_all, "conv_block", "convnet"]

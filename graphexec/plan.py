@@ -9,6 +9,7 @@ runs these lists with no graph or dict lookups: the gates' methods are bound her
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -67,12 +68,16 @@ class Plan:
 
     def __init__(self, graph: Graph):
         self.graph = graph
-        names = graph.inputs + list(graph.params) + [n.name for n in graph.nodes]
+        names = graph.inputs + list(graph.params) + list(graph.buffers) + [n.name for n in graph.nodes]
         self.slot = {name: i for i, name in enumerate(names)}
         self.n_slots = len(names)
         self.inputs: tuple[tuple[int, InputDecl], ...] = tuple(
             (self.slot[d.name], d) for d in graph.input_decls)
         self.params = tuple((self.slot[k], k) for k in graph.params)
+        self.buffers = tuple((self.slot[k], k) for k in graph.buffers)
+        self.buffer_of = {s: k for s, k in self.buffers}
+        #: Per node, the stable part of its random-number key (see ``ctx_rng_key``).
+        self.node_keys = tuple(stable_hash(n.name) for n in graph.nodes)
         slot_of = self.slot.__getitem__
         self.node_inputs = [tuple(map(slot_of, n.inputs)) for n in graph.nodes]
         self.node_out = [slot_of(n.name) for n in graph.nodes]
@@ -162,6 +167,12 @@ class Plan:
                 leaves_only = all(s not in self.producer for _, s in targets)
                 (last if leaves_only else steps).append(step)
         return BackwardSchedule(tuple(steps + last), wrt_slots)
+
+
+def stable_hash(name: str) -> int:
+    """A node name as a 64-bit number, the same in every process and release (BLAKE2b of the
+    UTF-8 bytes, first 8 bytes little-endian): part of each node's random-number key."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")
 
 
 _plan_lock = threading.Lock()

@@ -69,7 +69,7 @@ def test_bad_file_subprocess_no_traceback(tmp_path):
                        capture_output=True, text=True, check=False)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip() == (f"error: {bad}: file format version 9 is newer than this graphexec "
-                                "supports (version 1); upgrade graphexec to read it")
+                                "supports (version 2); upgrade graphexec to read it")
 
 
 # ---------------------------------------------------------------------------- 0.2: the terminal

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import graphexec as gx
-from graphexec.fileformat import FORMAT_VERSION, MAGIC, Header, read_header
+from graphexec.fileformat import MAGIC, Header, read_header
 from graphexec.fileformat.codec import PREAMBLE, align
 
 from conftest import MODELS, ROOT
@@ -24,7 +24,7 @@ def header_of(data: bytes) -> tuple[dict, int]:
 def rebuild(h: dict, tensors: bytes = b"") -> bytes:
     hb = msgpack.packb(h)
     pad = bytes(align(24 + len(hb)) - 24 - len(hb))
-    return PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(hb)) + hb + pad + tensors
+    return PREAMBLE.pack(MAGIC, 1, 0, len(hb)) + hb + pad + tensors
 
 
 def test_preamble_golden_bytes():
@@ -86,6 +86,13 @@ def test_json_schema_is_current():
     assert committed == Header.model_json_schema(), "regenerate docs/format.schema.json"
 
 
+def test_committed_version_2_json_schema_is_current():
+    from graphexec.fileformat.schema import HeaderV2
+
+    committed = json.loads((ROOT / "docs" / "format-v2.schema.json").read_text())
+    assert committed == HeaderV2.model_json_schema(), "regenerate docs/format-v2.schema.json"
+
+
 def test_info_reads_only_the_header(tmp_path):
     b = gx.GraphBuilder("big")
     x = b.input("x", shape=(None, 1000))
@@ -140,7 +147,7 @@ HOSTILE = {
     "random": (bytes(range(256)) * 4, gx.GraphFileError, "wrong magic"),
     "wrong magic": (b"PK\x03\x04" + valid()[4:], gx.GraphFileError, "wrong magic"),
     "future version": (valid()[:8] + struct.pack("<I", 7) + valid()[12:], gx.GraphFileError,
-                       r"format version 7 is newer than this graphexec supports \(version 1\)"),
+                       r"format version 7 is newer than this graphexec supports \(version 2\)"),
     "trailing bytes": (valid() + b"\0", gx.GraphFileError, "trailing bytes"),
     "header past end": (valid()[:16] + struct.pack("<Q", 10**6) + valid()[24:], gx.GraphFileError,
                         "runs past end of file"),
@@ -199,7 +206,7 @@ def test_every_truncation_is_a_clean_error():
 
 
 def raw_header(payload: bytes) -> bytes:
-    return PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(payload)) + payload
+    return PREAMBLE.pack(MAGIC, 1, 0, len(payload)) + payload
 
 
 @pytest.mark.parametrize("payload, msg", [

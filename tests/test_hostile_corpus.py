@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import graphexec as gx
-from graphexec.fileformat import FORMAT_VERSION, MAGIC, Limits
+from graphexec.fileformat import MAGIC, Limits
 from graphexec.fileformat.codec import PREAMBLE, align
 
 CORPUS = pathlib.Path(__file__).resolve().parent / "corpus"
@@ -50,7 +50,7 @@ def split(data: bytes) -> tuple[dict, bytes]:
     return msgpack.unpackb(data[24:24 + hlen]), data[align(24 + hlen):]
 
 
-def pack(payload: bytes, tensors: bytes = b"", *, version: int = FORMAT_VERSION, flags: int = 0) -> bytes:
+def pack(payload: bytes, tensors: bytes = b"", *, version: int = 1, flags: int = 0) -> bytes:
     """A file around a raw header ``payload``, with correct zero padding."""
     pad = bytes(align(24 + len(payload)) - 24 - len(payload))
     return PREAMBLE.pack(MAGIC, version, flags, len(payload)) + payload + pad + tensors
@@ -116,7 +116,7 @@ CASES: dict[str, tuple[Callable[[], bytes], type[Exception], str]] = {
     "magic only": (lambda: MAGIC, F, "shorter than the 24-byte preamble"),
     "truncated preamble": (lambda: base()[:20], F, "shorter than the 24-byte preamble"),
     "future version": (lambda: base()[:8] + struct.pack("<I", 7) + base()[12:], F,
-                       (r"format version 7 is newer than this graphexec supports \(version 1\); "
+                       (r"format version 7 is newer than this graphexec supports \(version 2\); "
                        "upgrade graphexec")),
     "version zero": (lambda: base()[:8] + struct.pack("<I", 0) + base()[12:], F,
                      "invalid preamble: format version 0"),

@@ -466,9 +466,16 @@ BUILTIN_CASES = {
     "reshape": {"attrs": {"shape": [3, -1]}},
     "softmax_cross_entropy": {"shapes": [(5, 3), (5,)], "dtypes": ("float64", "int64")},
     "svm_loss": {"shapes": [(5, 3), (5,)], "dtypes": ("float64", "int64")},
+    # issue 13's gates (NCHW)
+    "conv2d": {"shapes": [(2, 4, 5, 5), (4, 2, 3, 3), (4,)], "attrs": {"groups": 2, "padding": 1}},
+    "max_pool2d": {"shapes": [(2, 3, 6, 5)]},
+    "avg_pool2d": {"shapes": [(2, 3, 6, 5)], "attrs": {"kernel": 3, "stride": 2, "padding": 1}},
+    "global_avg_pool": {"shapes": [(2, 3, 4, 5)]},
+    "batchnorm": {"shapes": [(4, 3), (3,), (3,), (3,), (3,)], "value_range": (0.5, 2.0)},
+    "layernorm": {"shapes": [(4, 3), (3,), (3,)]},
 }
 
 
 def test_graphexec_s_own_distribution_passes_check_distribution():
     report = check_distribution("graphexec", cases=BUILTIN_CASES)
-    assert report.ok and len(report.checks) == 24
+    assert report.ok and len(report.checks) == 38

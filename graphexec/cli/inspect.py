@@ -24,8 +24,9 @@ from graphexec.cli.common import (
 )
 from graphexec.errors import GraphexecError, UnknownOpError
 from graphexec.fileformat import read_header
-from graphexec.fileformat.schema import Header
+from graphexec.fileformat.schema import Header, version_of
 from graphexec.registry import registry
+from graphexec.summary import format_table, summarize
 
 __all__ = ["cmd_check", "cmd_info", "cmd_run", "register"]
 
@@ -64,11 +65,16 @@ def cmd_info(args: argparse.Namespace) -> int:
         raise type(e)(f"{args.file}: {e}") from e
     ops = _node_ops(h)
     missing = [f"{r['op']} v{r['version']}" for r in ops if r["status"] != "ok"]
+    summary = summarize(h)
     info = {
         "name": h.name,
         "inputs": [{"name": i.name, "dtype": i.dtype, "shape": i.shape} for i in h.inputs],
         "outputs": [o.name for o in h.outputs],
-        "nodes": len(h.nodes),
+        "format_version": version_of(h),
+        "nodes": summary["nodes"],
+        "node_count": len(h.nodes),
+        "totals": summary["totals"],
+        "training_state": summary["training_state"],
         "nodes_by_op": dict(sorted(Counter(n.op for n in h.nodes).items())),
         "parameters": sum(int(np.prod(p.shape, dtype=object)) for p in h.params),
         "param_tensors": len(h.params),
@@ -94,6 +100,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"  op {row['op']} v{row['version']} {source}{mark}")
     if missing:
         print(f"  missing ops: {', '.join(missing)}: this file cannot be loaded here")
+    for line in format_table(summary):
+        print(line)
     return 0
 
 

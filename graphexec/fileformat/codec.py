@@ -25,7 +25,7 @@ from graphexec.atomic import atomic_write
 from graphexec.dtypes import DTYPES
 from graphexec.errors import GraphFileError, ScanError, first_problem
 from graphexec.fileformat.scan import scan
-from graphexec.fileformat.schema import Header, TensorEntry
+from graphexec.fileformat.schema import HEADERS, Header, HeaderV2, TensorEntry, version_of
 
 __all__ = [
     "FORMAT_VERSION",
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 MAGIC = b"\x89GXF\r\n\x1a\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = max(HEADERS)  # the newest version this reader knows
 PREAMBLE = struct.Struct("<8sIIQ")  # magic, format version, flags (0), header length
 ALIGN = 64
 MAX_ARRAY_BYTES = 2**63 - 1  # numpy's limit: shape product (zeros as ones) times itemsize
@@ -145,7 +145,7 @@ def encode(header: Header, tensors: Sequence[np.ndarray]) -> Iterator[bytes | me
     """The file's bytes in chunks (tensors are not copied on little-endian machines)."""
     hb = _header_bytes(header)
     start = align(PREAMBLE.size + len(hb))
-    yield PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(hb))
+    yield PREAMBLE.pack(MAGIC, version_of(header), 0, len(hb))
     yield hb
     yield bytes(start - PREAMBLE.size - len(hb))
     pos = 0
@@ -162,7 +162,9 @@ def write_file(path: str | os.PathLike[str], header: Header, tensors: Sequence[n
 
 # ---------------------------------------------------------------------------- decoding
 def _all_entries(header: Header) -> list[TensorEntry]:
-    return header.params + (header.training.tensors if header.training else [])
+    """Tensor entries in section order: parameters, buffers (version 2), training tensors."""
+    buffers = header.buffers if isinstance(header, HeaderV2) else []
+    return header.params + buffers + (header.training.tensors if header.training else [])
 
 
 def _read_exact(f: BinaryIO, n: int, what: str) -> bytes:
@@ -172,8 +174,8 @@ def _read_exact(f: BinaryIO, n: int, what: str) -> bytes:
     return data
 
 
-def _check_preamble(f: BinaryIO, size: int, limits: Limits) -> int:
-    """Size cap → magic → version → header length cap; returns the header length."""
+def _check_preamble(f: BinaryIO, size: int, limits: Limits) -> tuple[int, int]:
+    """Size cap → magic → version → header length cap; returns (format version, header length)."""
     if size > limits.max_file_bytes:
         raise GraphFileError(f"file is {size} bytes, over the limit of {limits.max_file_bytes}")
     head = f.read(PREAMBLE.size)
@@ -193,7 +195,7 @@ def _check_preamble(f: BinaryIO, size: int, limits: Limits) -> int:
         raise GraphFileError(f"header length {hlen} is over the limit of {limits.max_header_bytes}")
     if PREAMBLE.size + hlen > size:
         raise GraphFileError(f"file is truncated: header of {hlen} bytes runs past end of file")
-    return int(hlen)
+    return int(version), int(hlen)
 
 
 def _pairs_no_duplicates(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
@@ -207,7 +209,7 @@ def _no_ext(code: int, data: bytes) -> Any:
     raise ValueError(f"msgpack extension type {code} is not allowed")
 
 
-def _decode_header(raw: bytes, limits: Limits) -> Header:
+def _decode_header(raw: bytes, limits: Limits, version: int = 1) -> Header:
     limits = limits.resolve(len(raw))
     assert limits.max_array_len is not None and limits.max_header_items is not None
     assert limits.max_containers is not None and limits.max_text_bytes is not None
@@ -228,11 +230,15 @@ def _decode_header(raw: bytes, limits: Limits) -> Header:
     except Exception as e:  # msgpack raises several types; all mean "bad header"
         raise GraphFileError(f"header is not valid msgpack: {type(e).__name__}: {e}") from e
     try:
-        return Header.model_validate(obj)
+        header = HEADERS[version].model_validate(obj)
     except pydantic.ValidationError as e:
         where, what = first_problem(e)
         more = f" (and {e.error_count() - 1} more problems)" if e.error_count() > 1 else ""
         raise GraphFileError(f"invalid header at {where}: {what}{more}") from e
+    if isinstance(header, HeaderV2) and not (header.buffers or header.frozen):
+        raise GraphFileError("format version 2 file holds nothing version 2 adds (no buffers, no "
+                             "frozen parameters); such a graph MUST be written as version 1")
+    return header
 
 
 def _check_tensor_index(header: Header, data_start: int, size: int) -> None:
@@ -331,8 +337,8 @@ def _check_stored(stored: int | None, size: int, limits: Limits) -> None:
 
 def _read(f: BinaryIO, size: int, limits: Limits, tensors: bool,
           stored: int | None = None) -> tuple[Header, list[np.ndarray]]:
-    hlen = _check_preamble(f, size, limits)
-    header = _decode_header(_read_exact(f, hlen, "the header"), limits)
+    version, hlen = _check_preamble(f, size, limits)
+    header = _decode_header(_read_exact(f, hlen, "the header"), limits, version)
     data_start = align(PREAMBLE.size + hlen)
     _check_tensor_index(header, data_start, size)
     _check_inputs(header)

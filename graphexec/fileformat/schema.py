@@ -21,13 +21,16 @@ from pydantic import (
 from graphexec.dtypes import DType
 
 __all__ = [
+    "HEADERS",
     "Header",
+    "HeaderV2",
     "InputSpec",
     "NodeSpec",
     "OpSpec",
     "OutputSpec",
     "TensorEntry",
     "TrainingSection",
+    "version_of",
     "clean_text",
 ]
 
@@ -131,8 +134,8 @@ class TrainingSection(_Strict):
 
 
 class Header(_Strict):
-    """The msgpack header of a ``.gx`` file. Tensors of ``params`` then of ``training`` lie
-    end to end, in that order, in the tensor section."""
+    """The msgpack header of a version-1 ``.gx`` file. Tensors of ``params`` then of
+    ``training`` lie end to end, in that order, in the tensor section."""
 
     name: Name
     inputs: Annotated[list[InputSpec], FailFast]
@@ -142,3 +145,22 @@ class Header(_Strict):
     ops: Annotated[list[OpSpec], FailFast]
     metadata: Annotated[dict[Name, Text], FailFastDict]
     training: Optional[TrainingSection] = None
+
+
+class HeaderV2(Header):
+    """The header of a version-2 file: version 1's fields plus ``buffers`` (named non-trainable
+    tensors, laid out after the parameters and before the training tensors) and ``frozen``
+    (the names of parameters that training leaves alone). A version-2 file MUST use at least
+    one of them: a graph that needs neither is written as version 1."""
+
+    buffers: Annotated[list[TensorEntry], FailFast]
+    frozen: Annotated[list[Name], FailFast]
+
+
+#: The one place that maps a format version to its header model.
+HEADERS: dict[int, type[Header]] = {1: Header, 2: HeaderV2}
+
+
+def version_of(header: Header) -> int:
+    """The format version whose model ``header`` is (the oldest that can hold it)."""
+    return 2 if isinstance(header, HeaderV2) else 1

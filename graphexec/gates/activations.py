@@ -6,8 +6,9 @@ import numpy as np
 from pydantic import ConfigDict
 
 from graphexec.errors import GraphError
-from graphexec.gate import Attrs, Ctx, Gate, unbroadcast
+from graphexec.gate import Attrs, Ctx, Gate, Spec, unbroadcast
 from graphexec.gates._samples import Sample, broadcasts_to, random_shape
+from graphexec.gates._shapes import elementwise, fmt, result_dtype, same_dim
 from graphexec.gates.arith import unary_sample
 
 
@@ -27,6 +28,9 @@ class Sigmoid(Gate):
         y = ctx.y
         return (dy * y * (1.0 - y),)
 
+    def infer(self, x: Spec) -> Spec:
+        return elementwise(x, floating=True)
+
 
 class Tanh(Gate):
     """y = tanh x = (e^x - e^-x) / (e^x + e^-x).  Local gradient dy/dx = 1 - y²."""
@@ -42,6 +46,9 @@ class Tanh(Gate):
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
         y = ctx.y
         return (dy * (1 - y * y),)
+
+    def infer(self, x: Spec) -> Spec:
+        return elementwise(x, floating=True)
 
 
 class ReLU(Gate):
@@ -62,6 +69,9 @@ class ReLU(Gate):
 
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
         return (dy * (ctx.x > 0),)
+
+    def infer(self, x: Spec) -> Spec:
+        return x
 
 
 class LeakyReLU(Gate):
@@ -84,6 +94,9 @@ class LeakyReLU(Gate):
     @staticmethod
     def sample_inputs(rng: np.random.Generator) -> Sample:
         return unary_sample(rng)[0], {"alpha": float(rng.uniform(0.01, 0.5))}
+
+    def infer(self, x: Spec) -> Spec:
+        return elementwise(x, floating=True)
 
 
 class PReLU(Gate):
@@ -114,6 +127,9 @@ class PReLU(Gate):
         sa = (2, *sx) if rng.random() < 0.15 else broadcasts_to(rng, sx)  # (2, ...): α adds an axis
         return (rng.standard_normal(sx), rng.uniform(0.05, 0.5, sa)), {}
 
+    def infer(self, x: Spec, alpha: Spec) -> Spec:
+        return elementwise(x, alpha)
+
 
 class ELU(Gate):
     """y = x if x > 0 else α(e^x - 1).  Local gradient 1 if x > 0 else αe^x.
@@ -139,6 +155,9 @@ class ELU(Gate):
     @staticmethod
     def sample_inputs(rng: np.random.Generator) -> Sample:
         return unary_sample(rng)[0], {"alpha": float(rng.uniform(0.1, 2.0))}
+
+    def infer(self, x: Spec) -> Spec:
+        return elementwise(x, floating=True)
 
 
 class Maxout(Gate):
@@ -173,6 +192,9 @@ class Maxout(Gate):
         shapes = [(n, d), (k, d, h), (k, h)]
         return tuple(rng.standard_normal(s) for s in shapes), {}
 
+    def infer(self, x: Spec, w: Spec, b: Spec) -> Spec:
+        return maxout_spec(x, w, b)
+
 
 def _maxout_shapes(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> None:
     if x.ndim == 2 and w.ndim == 3 and x.shape[1] == w.shape[1] \
@@ -180,3 +202,19 @@ def _maxout_shapes(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> None:
         return
     raise GraphError(f"maxout expects x (N, D), W (k, D, H) and b (k, H); found x {x.shape}, "
                      f"W {w.shape}, b {b.shape}; reshape them to fit")
+
+
+def maxout_spec(x: Spec, w: Spec, b: Spec) -> Spec:
+    """(N, H) for x (N, D), W (k, D, H), b (k, H), as far as the shapes are known."""
+    xs, ws, bs = x.shape, w.shape, b.shape
+    ok = (xs is None or len(xs) == 2) and (ws is None or len(ws) == 3) and (bs is None or len(bs) == 2)
+    if ok and xs is not None and ws is not None:
+        ok = same_dim(xs[1], ws[1])
+    if ok and ws is not None and bs is not None:
+        ok = same_dim(bs[0], ws[0]) and same_dim(bs[1], ws[2])
+    if not ok:
+        raise GraphError(f"maxout expects x (N, D), W (k, D, H) and b (k, H); found x {fmt(xs)}, "
+                         f"W {fmt(ws)}, b {fmt(bs)}; reshape them to fit")
+    n = None if xs is None else xs[0]
+    h = ws[2] if ws is not None else (None if bs is None else bs[1])
+    return Spec((n, h), result_dtype(x, w, b))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from graphexec.errors import GraphError
-from graphexec.gate import Ctx, Gate, unbroadcast
+from graphexec.gate import Ctx, Gate, Spec, unbroadcast
 from graphexec.gates._samples import Sample, away_from_zero, broadcast_shapes, random_shape
+from graphexec.gates._shapes import elementwise
 
 
 def binary_sample(rng: np.random.Generator) -> Sample:
@@ -36,6 +37,9 @@ class Add(Gate):
         sx, sy = ctx.shapes
         return unbroadcast(dz, sx), unbroadcast(dz, sy)
 
+    def infer(self, x: Spec, y: Spec) -> Spec:
+        return elementwise(x, y)
+
 
 class Sub(Gate):
     """z = x - y.  Local gradients 1 and -1."""
@@ -55,6 +59,9 @@ class Sub(Gate):
         dy = unbroadcast(-dz, sy) if ctx.needs_grad[1] else None
         return unbroadcast(dz, sx), dy
 
+    def infer(self, x: Spec, y: Spec) -> Spec:
+        return elementwise(x, y)
+
 
 class Mul(Gate):
     """z = x * y.  Local gradients y and x: the mul gate swaps its inputs ("swap multiplier")."""
@@ -72,6 +79,9 @@ class Mul(Gate):
         dx = unbroadcast(y * dz, x.shape) if ctx.needs_grad[0] else None
         dy = unbroadcast(x * dz, y.shape) if ctx.needs_grad[1] else None
         return dx, dy
+
+    def infer(self, x: Spec, y: Spec) -> Spec:
+        return elementwise(x, y)
 
 
 class Div(Gate):
@@ -105,6 +115,9 @@ class Div(Gate):
         sx, sy = broadcast_shapes(rng, random_shape(rng), 2)
         return (rng.standard_normal(sx), away_from_zero(rng, sy)), {}
 
+    def infer(self, x: Spec, y: Spec) -> Spec:
+        return elementwise(x, y)
+
 
 def truncated_div(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """x / y rounded toward zero, in the integer result type of x and y (C's and ONNX's rule)."""
@@ -131,6 +144,9 @@ class Neg(Gate):
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
         return (-dy,)
 
+    def infer(self, x: Spec) -> Spec:
+        return x
+
 
 class Exp(Gate):
     """y = e^x.  Local gradient e^x = y."""
@@ -145,6 +161,9 @@ class Exp(Gate):
 
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
         return (dy * ctx.y,)
+
+    def infer(self, x: Spec) -> Spec:
+        return elementwise(x, floating=True)
 
 
 class Log(Gate):
@@ -164,6 +183,9 @@ class Log(Gate):
     def sample_inputs(rng: np.random.Generator) -> Sample:
         return (rng.uniform(0.5, 3.0, random_shape(rng)),), {}  # the domain x > 0
 
+    def infer(self, x: Spec) -> Spec:
+        return elementwise(x, floating=True)
+
 
 class Square(Gate):
     """y = x².  Local gradient 2x."""
@@ -178,6 +200,9 @@ class Square(Gate):
 
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
         return (2 * ctx.x * dy,)
+
+    def infer(self, x: Spec) -> Spec:
+        return x
 
 
 class Max(Gate):
@@ -202,3 +227,6 @@ class Max(Gate):
         dx = unbroadcast(np.where(ctx.mask, dz, zero), ctx.sx) if ctx.needs_grad[0] else None
         dy = unbroadcast(np.where(ctx.mask, zero, dz), ctx.sy) if ctx.needs_grad[1] else None
         return dx, dy
+
+    def infer(self, x: Spec, y: Spec) -> Spec:
+        return elementwise(x, y)

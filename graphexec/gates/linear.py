@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import ConfigDict, Field, field_validator
 
-from graphexec.gate import Attrs, Ctx, Gate, unbroadcast
+from graphexec.gate import Attrs, Ctx, Gate, Spec, unbroadcast
 from graphexec.gates._samples import Sample, broadcasts_to, matmul_shapes, random_shape
+from graphexec.gates._shapes import elementwise, matmul_shape, reshape_shape, result_dtype
 
 
 def matmul_grads(x: np.ndarray, w: np.ndarray, dz: np.ndarray,
@@ -56,6 +57,9 @@ class MatMul(Gate):
     def sample_inputs(rng: np.random.Generator) -> Sample:
         return tuple(rng.standard_normal(s) for s in matmul_shapes(rng)), {}
 
+    def infer(self, x: Spec, w: Spec) -> Spec:
+        return Spec(matmul_shape(x.shape, w.shape), result_dtype(x, w))
+
 
 class Affine(Gate):
     """z = x @ W + b: a fully connected layer for x (N, D), W (D, M), b (M,).
@@ -95,6 +99,10 @@ class Affine(Gate):
         sb = (2, *sz) if rng.random() < 0.15 else broadcasts_to(rng, sz)
         return (x, w, rng.standard_normal(sb)), {}
 
+    def infer(self, x: Spec, w: Spec, b: Spec) -> Spec:
+        z = Spec(matmul_shape(x.shape, w.shape), result_dtype(x, w))
+        return elementwise(z, b)
+
 
 class Reshape(Gate):
     """y = x viewed with a new ``shape`` (numpy semantics: one entry may be -1, "infer it").
@@ -130,3 +138,6 @@ class Reshape(Gate):
         if len(sizes) > 1 and rng.random() < 0.5:
             sizes[int(rng.integers(len(sizes)))] = -1  # "infer this one"
         return (rng.standard_normal(shape),), {"shape": sizes}
+
+    def infer(self, x: Spec) -> Spec:
+        return Spec(reshape_shape(x.shape, self.attrs.shape), x.dtype)

@@ -12,8 +12,9 @@ import numpy as np
 from pydantic import ConfigDict
 
 from graphexec.errors import GraphError
-from graphexec.gate import Attrs, Ctx, Gate
+from graphexec.gate import Attrs, Ctx, Gate, Spec
 from graphexec.gates._samples import Sample, random_shape
+from graphexec.gates._shapes import float_dtype, fmt, same_dim
 
 
 def check_labels(scores: np.ndarray, labels: np.ndarray) -> None:
@@ -33,6 +34,22 @@ def check_labels(scores: np.ndarray, labels: np.ndarray) -> None:
         row = int(np.flatnonzero((labels < 0) | (labels >= c))[0])
         raise GraphError(f"label {labels[row]} at row {row} is not in 0..{c - 1} (scores have "
                          f"{c} classes); give class indices from 0 to {c - 1}")
+
+
+def loss_spec(scores: Spec, labels: Spec) -> Spec:
+    """A scalar, after checking scores (N, C) and integer labels (N,) as far as they are known."""
+    ss, ls = scores.shape, labels.shape
+    if ss is not None and len(ss) != 2:
+        raise GraphError(f"scores must be a matrix (N, C), one row per sample; found shape "
+                         f"{fmt(ss)}; reshape them to (N, C)")
+    if labels.dtype is not None and labels.dtype.kind not in "iu":
+        raise GraphError(f"labels must be integer class indices; found {labels.dtype}; "
+                         "convert them with .astype('int64')")
+    n = None if ss is None else ss[0]
+    if ls is not None and (len(ls) != 1 or not same_dim(ls[0], n)):
+        raise GraphError(f"the labels are {fmt(ls)} but the scores have {n} rows; expected one "
+                         f"label per row, shape ({n},)")
+    return Spec((), float_dtype(scores))
 
 
 def sample_scores_labels(rng: np.random.Generator) -> Sample:
@@ -71,6 +88,9 @@ class SoftmaxCrossEntropy(Gate):
         dscores[ctx.rows, ctx.labels] -= scale
         return dscores, None
 
+    def infer(self, scores: Spec, labels: Spec) -> Spec:
+        return loss_spec(scores, labels)
+
 
 class SVMLoss(Gate):
     """L = (1/N) Σᵢ Σ_{j≠yᵢ} max(0, sᵢⱼ - sᵢ,yᵢ + 1): the multiclass hinge loss with margin 1.
@@ -99,6 +119,9 @@ class SVMLoss(Gate):
         dscores[ctx.rows, ctx.labels] = -ctx.positive.sum(axis=1)
         return dscores * (dloss / len(ctx.rows)), None
 
+    def infer(self, scores: Spec, labels: Spec) -> Spec:
+        return loss_spec(scores, labels)
+
 
 class L2(Gate):
     """y = ½ · scale · Σᵢ xᵢ² over every element (a scalar), e.g. a weight penalty with
@@ -121,3 +144,6 @@ class L2(Gate):
     @staticmethod
     def sample_inputs(rng: np.random.Generator) -> Sample:
         return (rng.standard_normal(random_shape(rng)),), {"scale": float(rng.uniform(0.1, 2))}
+
+    def infer(self, x: Spec) -> Spec:
+        return Spec((), float_dtype(x))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphexec.gate import Ctx, Gate
+from graphexec.gate import Ctx, Gate, Spec
 from graphexec.gates.arith import unary_sample
 
 
@@ -21,6 +21,9 @@ class Sum(Gate):
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
         return (np.broadcast_to(dy, ctx.shape),)
 
+    def infer(self, x: Spec) -> Spec:
+        return Spec((), None if x.dtype is None else np.zeros(0, dtype=x.dtype).sum().dtype)
+
 
 class Mean(Gate):
     """y = (1/n) Σᵢ xᵢ over every element (a scalar).  Local gradient 1/n."""
@@ -35,3 +38,6 @@ class Mean(Gate):
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
         n = max(1, int(np.prod(ctx.shape)))
         return (np.broadcast_to(dy / n, ctx.shape),)
+
+    def infer(self, x: Spec) -> Spec:
+        return Spec((), None if x.dtype is None else np.zeros(1, dtype=x.dtype).mean().dtype)

@@ -260,12 +260,20 @@ def _start(g: Graph, spec: TrainSpec, optimizer: Optimizer, resume: bool) -> Tra
     return state
 
 
+def _snapshot(g: Graph) -> dict[str, np.ndarray]:
+    """Copies of the parameters and buffers (names are unique across both)."""
+    return {k: v.copy() for k, v in (*g.params.items(), *g.buffers.items())}
+
+
 def _assign(g: Graph, values: dict[str, np.ndarray]) -> None:
-    """Copy ``values`` into the graph's parameter arrays, in place."""
-    for name, w in g.params.items():
+    """Copy ``values`` into the graph's parameter arrays (in place) and buffers."""
+    for name, w in (*g.params.items(), *g.buffers.items()):
         if name not in values or values[name].shape != w.shape or values[name].dtype != w.dtype:
             raise TrainingError(f"stored parameters do not match the graph at {name!r}")
-        w[...] = values[name]
+        if name in g.params:
+            w[...] = values[name]
+        else:
+            g.buffers[name] = values[name].copy()
 
 
 def _checkpoint(g: Graph, run_: _Run, state: TrainState) -> None:
@@ -284,16 +292,21 @@ def _train_epoch(ex: Executor, g: Graph, run_: _Run, data: Split, state: TrainSt
     run_.optimizer.lr = lr
     bs = run_.spec.batch_size or 1
     perm = state.rng.permutation(len(y))
-    wrt, steps, losses = list(g.params), -(-len(y) // bs), []
+    wrt, steps, losses = g.trainable, -(-len(y) // bs), []
+    params = {k: g.params[k] for k in wrt}  # frozen parameters never reach the optimizer
+    seed = run_.spec.seed or 0
     for k, start in enumerate(range(0, len(y), bs)):
         idx = perm[start:start + bs]
-        loss = float(ex.forward({"x": X[idx], "y": y[idx]}, outputs=["loss"])["loss"])
+        # Training mode: dropout masks are a pure function of (seed, global step, node).
+        out = ex.forward({"x": X[idx], "y": y[idx]}, outputs=["loss"], training=True,
+                         seed=seed, step=state.step)
+        loss = float(out["loss"])
         if not math.isfinite(loss):
             raise TrainingError(
                 f"the loss became {loss} at epoch {state.epoch + 1}, step {k + 1} of {steps} "
                 f"(lr {lr:g}); lower the learning rate or the initial weights. The last "
                 f"checkpoint (end of epoch {state.epoch}) is intact")
-        run_.optimizer.step(g.params, ex.backward({"loss": 1.0}, wrt=wrt))
+        run_.optimizer.step(params, ex.backward({"loss": 1.0}, wrt=wrt))
         losses.append(loss)
         state.step += 1
         bar.update(1)
@@ -314,7 +327,7 @@ def _end_epoch(g: Graph, run_: _Run, data: Split, val: Split | None, state: Trai
         h.val_acc.append(val_acc)
         if h.best_val_acc is None or val_acc > h.best_val_acc:
             h.best_epoch, h.best_val_acc = state.epoch, val_acc
-            state.best_params = {k: v.copy() for k, v in g.params.items()}
+            state.best_params = _snapshot(g)
         patience = run_.spec.early_stopping
         if patience is not None and state.epoch - (h.best_epoch or 0) >= patience:
             h.stopped_early = True
@@ -329,7 +342,7 @@ def _finish(g: Graph, run_: _Run, state: TrainState) -> None:
     """Restore the best validation parameters (keeping the last ones to resume from)."""
     h = state.history
     if state.best_params is not None and h.best_epoch != state.epoch:
-        state.last_params = {k: v.copy() for k, v in g.params.items()}
+        state.last_params = _snapshot(g)
         _assign(g, state.best_params)
     _checkpoint(g, run_, state)
     run_.optimizer.lr = run_.base_lr
