@@ -83,7 +83,8 @@ def _check_path(path: str | os.PathLike[str]) -> str:
 
 def _model(onnx: Any, graph: Graph, opset: int,
            input_shapes: Mapping[str, Sequence[int | None]] | None) -> Any:
-    taken = set(graph.inputs) | set(graph.params) | {n.name for n in graph.nodes}
+    taken = (set(graph.inputs) | set(graph.params) | set(graph.buffers)
+             | {n.name for n in graph.nodes})
     em = Emitter(onnx, taken | set(graph.output_map), opset)
     dtypes = _dtypes(graph)
     for n in graph.nodes:
@@ -98,7 +99,7 @@ def _model(onnx: Any, graph: Graph, opset: int,
     inputs = [h.make_tensor_value_info(d.name, onnx_elem_type(d.dtype),
                                        _input_dims(d, input_shapes)) for d in graph.input_decls]
     params = [onnx.numpy_helper.from_array(np.ascontiguousarray(v), k)
-              for k, v in graph.params.items()]
+              for k, v in {**graph.params, **graph.buffers}.items()]
     outputs = [h.make_tensor_value_info(k, onnx_elem_type(dtypes[src]), None)
                for k, src in graph.output_map.items()]
     body = h.make_graph(em.nodes, graph.name, inputs, outputs, initializer=params + em.inits,
@@ -120,7 +121,7 @@ def _model(onnx: Any, graph: Graph, opset: int,
 def _dtypes(graph: Graph) -> dict[str, np.dtype]:
     """Each value's dtype: a gate returns the dtype of its first float input (labels are ints)."""
     dt: dict[str, np.dtype] = {d.name: d.dtype for d in graph.input_decls}
-    dt.update({k: v.dtype for k, v in graph.params.items()})
+    dt.update({k: v.dtype for k, v in {**graph.params, **graph.buffers}.items()})
     for n in graph.nodes:
         ins = [dt[s] for s in n.inputs]
         floats = [d for d in ins if d.kind == "f"]
@@ -140,7 +141,8 @@ def _input_dims(d: Any, overrides: Mapping[str, Sequence[int | None]] | None) ->
 
 def _identity_outputs(em: Emitter, graph: Graph) -> None:
     """ONNX names an output by its value: an output named apart from its value gets an Identity."""
-    values = set(graph.inputs) | set(graph.params) | {n.name for n in graph.nodes}
+    values = (set(graph.inputs) | set(graph.params) | set(graph.buffers)
+              | {n.name for n in graph.nodes})
     for name, src in graph.output_map.items():
         if name == src:
             continue

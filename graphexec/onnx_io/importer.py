@@ -191,7 +191,10 @@ def _custom(imp: Importer, node: Any) -> None:
 
 def _gate(imp: Importer, mark: Mark) -> None:
     """A group of nodes that graphexec exported for one gate, back as that gate."""
-    ins = tuple(imp.ref(i) for i in mark.inputs)
+    from graphexec.registry import registry
+
+    held = getattr(registry().resolve(mark.op, mark.version).cls, "buffer_inputs", ())
+    ins = tuple(imp.buffer_of(i) if k in held else imp.ref(i) for k, i in enumerate(mark.inputs))
     imp.defs.append(NodeDef(imp.name_for(mark.out), mark.op, ins, mark.attrs, mark.version))
     imp.alias[mark.out] = imp.defs[-1].name
 

@@ -145,6 +145,14 @@ class Importer:
                                   f"the first output of {n.op_type}")
         raise OnnxImportError(f"value {onnx_name!r} is not produced by any imported node")
 
+    def buffer_of(self, onnx_name: str) -> str:
+        """``onnx_name`` as a buffer if it is a constant (else the value it names)."""
+        if onnx_name in self.consts and onnx_name not in self.alias:
+            name = self.name_for(onnx_name)
+            self.buffers[name] = np.array(self.consts[onnx_name], order="C", copy=True)
+            self.alias[onnx_name] = name
+        return self.ref(onnx_name)
+
     def buffer(self, node: Any, onnx_name: str) -> str:
         """A constant read as non-trainable state (a running statistic): a graphexec buffer."""
         if onnx_name in self.alias:
