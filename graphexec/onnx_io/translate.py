@@ -57,6 +57,9 @@ class Importer:
         self.uses = Counter(i for n in self.graph.node for i in n.input if i)
         self.graph_outputs = {o.name for o in self.graph.output}
         self.types = self._infer(model)
+        from graphexec.onnx_io.fold import fold
+
+        self.syms = fold(self)
         self.alias: dict[str, str] = {}
         self.taken: set[str] = set()
         self.inputs: list[InputDecl] = []
@@ -137,6 +140,10 @@ class Importer:
             name = self.param(onnx_name, self.consts[onnx_name])
             self.alias[onnx_name] = name
             return name
+        if onnx_name in self.syms:
+            raise OnnxImportError(f"value {onnx_name!r} is a shape that depends on sizes known "
+                                  f"only when the model runs ({self.syms[onnx_name].entries}); "
+                                  "graphexec folds such values into Reshape only")
         made = self.producer.get(onnx_name)
         if made is not None and made[0] > 0:
             j, n = made
@@ -326,6 +333,17 @@ def _gemm(imp: Importer, node: Any) -> None:
 
 
 def _reshape(imp: Importer, node: Any) -> None:
+    from graphexec.onnx_io.fold import reshape_target
+
+    sym = imp.syms.get(node.input[1])
+    if sym is not None:
+        target = reshape_target(imp, node.input[0], sym.entries)
+        if target is None:
+            raise imp.refuse(node, f"the shape {node.input[1]!r} depends on sizes known only "
+                                   f"when the model runs ({sym.entries}); graphexec's reshape "
+                                   "takes a fixed shape with at most one -1")
+        imp.emit("reshape", [imp.ref(node.input[0])], node.output[0], shape=target)
+        return
     shape = imp.consts.get(node.input[1])
     if shape is None:
         kind = ("a graph input, known only when the model runs" if node.input[1] in
