@@ -375,3 +375,54 @@ def test_image_gates_export_as_standard_ops_and_import_back(dtype, opset):
         (n.name, n.op, plain(n.attrs), n.inputs) for n in g.nodes]
     assert sorted(back.buffers) == ["rm", "rv"] and sorted(back.params) == sorted(g.params)
     np.testing.assert_array_equal(gx.run(back, feed)["y"], want)
+
+
+# ---------------------------------------------------------------------------- the onnx_export hook
+@pytest.fixture
+def example_gates(monkeypatch, restore_registry):
+    """The example plugin's gates, registered in-process (undone by restore_registry)."""
+    from graphexec import registry as regmod
+
+    monkeypatch.syspath_prepend(str(MODELS.parent / "plugins" / "graphexec-example-gates" / "src"))
+    gates = pytest.importorskip("graphexec_example_gates.gates")
+    for cls in (gates.Softplus, gates.GELU, gates.SiLU):
+        regmod.registry().add(regmod.GateInfo(cls.name, cls.version, cls, 1,
+                                              "graphexec-example-gates", "0.1.0", __name__))
+    return gates
+
+
+@pytest.mark.parametrize("opset", [17, 20])
+@pytest.mark.parametrize("beta", [1.0, 2.5])
+def test_plugin_gates_with_the_hook_export_as_standard_ops(example_gates, opset, beta):
+    ort = pytest.importorskip("onnxruntime")
+    if opset > onnx.defs.onnx_opset_version():
+        pytest.skip("the installed onnx does not know this opset")
+    b = gx.GraphBuilder("plugins")
+    x = b.input("x", shape=(None, 3), dtype="float32")
+    s = b.op("softplus", x, name="sp", beta=beta)
+    ge = b.op("gelu", s, name="ge")
+    b.output(b.op("silu", ge, name="si"), "y")
+    b.output(ge, "ge")
+    g = b.build()
+    model = export_onnx(g, opset=opset)
+    domains = {n.op_type: n.domain for n in model.graph.node}
+    assert domains["Softplus"] == "" and domains["silu"] == "graphexec.graphexec_example_gates"
+    assert ("Gelu" in domains) == (opset >= 20)
+    # onnxruntime runs the standard part: the model up to the gelu
+    part = export_onnx(g, outputs=["ge"], opset=opset)
+    assert {n.domain for n in part.graph.node} == {""}
+    feed = {"x": np.random.default_rng(0).normal(size=(4, 3)).astype("float32") * 3}
+    sess = ort.InferenceSession(part.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, feed)[0], gx.run(g, feed, outputs=["ge"])["ge"],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_a_hook_that_computes_nothing_is_named(example_gates, monkeypatch):
+    monkeypatch.setattr(example_gates.GELU, "onnx_export",
+                        staticmethod(lambda em, attrs, ins, out, dt: None))
+    b = gx.GraphBuilder("bad_hook")
+    b.output(b.op("gelu", b.input("x", shape=(None, 3)), name="ge"), "y")
+    with pytest.raises(OnnxExportError, match=r"node 'ge' \(gelu\): expected the onnx_export hook "
+                                              r"of 'graphexec-example-gates' to end with a node "
+                                              r"computing 'ge', found no node"):
+        export_onnx(b.build())

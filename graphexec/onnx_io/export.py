@@ -90,7 +90,7 @@ def _model(onnx: Any, graph: Graph, opset: int,
     for n in graph.nodes:
         emit = EMITTERS.get(n.op) if n.info.dist == OWN_DIST else None
         if emit is None:
-            custom_node(em, n, list(n.inputs), n.name)
+            _plugin_node(em, n, dtypes[n.name])
             continue
         emit(em, n, list(n.inputs), n.name, dtypes[n.name])
         em.nodes[-1].doc_string = mark_text(n.op, n.version, n.attrs, n.inputs, dtypes[n.name])
@@ -116,6 +116,28 @@ def _model(onnx: Any, graph: Graph, opset: int,
     _output_shapes(onnx, model, graph)
     onnx.checker.check_model(model)
     return model
+
+
+def _plugin_node(em: Emitter, n: Any, dt: np.dtype) -> None:
+    """A gate's own ``onnx_export`` hook (standard ops), else a custom-domain node."""
+    hook = getattr(n.info.cls, "onnx_export", None)
+    if hook is None:
+        custom_node(em, n, list(n.inputs), n.name)
+        return
+    before = len(em.nodes)
+    try:
+        hook(em, dict(n.attrs), list(n.inputs), n.name, dt)
+    except OnnxExportError:
+        raise
+    except Exception as e:
+        raise OnnxExportError(f"node {n.name!r} ({n.op}): the gate's onnx_export hook failed "
+                              f"({type(e).__name__}: {str(e)[:200]}); fix the hook in "
+                              f"{n.info.dist!r} or remove it to export a custom-domain node") from e
+    if len(em.nodes) == before or list(em.nodes[-1].output) != [n.name]:
+        raise OnnxExportError(f"node {n.name!r} ({n.op}): expected the onnx_export hook of "
+                              f"{n.info.dist!r} to end with a node computing {n.name!r}, found "
+                              f"{'no node' if len(em.nodes) == before else list(em.nodes[-1].output)}"
+                              "; its last em.node call must pass out")
 
 
 def _dtypes(graph: Graph) -> dict[str, np.dtype]:
