@@ -11,9 +11,9 @@ import pytest
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnx.backend.test.case.node")
 
-from graphexec.onnx_io import SUPPORTED_OPS  # noqa: E402
-
 from onnx_backend_cases import judge, load_cases  # noqa: E402
+
+from graphexec.onnx_io import SUPPORTED_OPS  # noqa: E402
 
 MAX_MESSAGE = 2000
 

@@ -10,6 +10,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnx import numpy_helper  # noqa: E402
+from test_onnx import mixed_graph, op_graph, ort_run  # noqa: E402
 
 import graphexec as gx  # noqa: E402
 from graphexec.cli.main import main  # noqa: E402
@@ -17,7 +18,6 @@ from graphexec.onnx_io import OnnxExportError, OnnxImportError, export_onnx, imp
 from graphexec.onnx_io.recognize import MARK  # noqa: E402
 
 from conftest import MODELS  # noqa: E402
-from test_onnx import mixed_graph, op_graph, ort_run  # noqa: E402
 
 DIGITS = MODELS / "digits_mlp.gx"
 

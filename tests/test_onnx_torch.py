@@ -26,8 +26,9 @@ def transposed(name, param):
     g = import_onnx(FIXTURES / f"{name}.onnx")
     init = {t.name: onnx.numpy_helper.to_array(t)
             for t in onnx.load(FIXTURES / f"{name}.onnx").graph.initializer}.get(param)
-    return init is not None and init.ndim == 2 and not np.array_equal(g.params[param], init) and np.array_equal(
-        g.params[param], init.T)
+    if init is None or init.ndim != 2:
+        return False
+    return not np.array_equal(g.params[param], init) and np.array_equal(g.params[param], init.T)
 
 
 def feed_of(g, ref):

@@ -203,8 +203,8 @@ def _pool(op: str) -> Emit:
     def emit(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
         k, p = _pair(n.attrs.get("kernel", 2)), _pair(n.attrs.get("padding", 0))
         stride = n.attrs.get("stride")
-        extra = ({"count_include_pad": int(bool(n.attrs.get("count_include_pad", True)))}
-                 if op == "AveragePool" else {})
+        extra: dict[str, Any] = ({"count_include_pad": int(bool(
+            n.attrs.get("count_include_pad", True)))} if op == "AveragePool" else {})
         em.node(op, ins, out, kernel_shape=k, strides=k if stride is None else _pair(stride),
                 pads=p + p, **extra)
     return emit

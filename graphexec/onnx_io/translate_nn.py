@@ -85,7 +85,8 @@ def _conv(imp: Importer, node: Any) -> None:
     """Conv → conv2d; asymmetric pads (auto_pad SAME_* on even totals) as a pad node first."""
     _image(imp, node)
     w = imp.shape(node.input[1])
-    kernel = _ints(imp, node, "kernel_shape", list(w[2:]) if w and None not in w[2:] else [])
+    known = [int(d) for d in w[2:] if d is not None] if w else []
+    kernel = _ints(imp, node, "kernel_shape", known if w and len(known) == len(w) - 2 else [])
     if len(kernel) != 2:
         raise imp.refuse(node, "the kernel shape is unknown")
     dil, stride = _ints(imp, node, "dilations", [1, 1]), _ints(imp, node, "strides", [1, 1])
@@ -122,7 +123,7 @@ def _pool(op: str) -> Translate:
                                        "count those windows' real pixels")
             x = _pad_first(imp, node, x, before, after, -math.inf if op == "max_pool2d" else 0.0)
             before = [0, 0]
-        extra = {"count_include_pad": include} if op == "avg_pool2d" else {}
+        extra: dict[str, Any] = {"count_include_pad": include} if op == "avg_pool2d" else {}
         imp.emit(op, [x], node.output[0], kernel=kernel, stride=stride, padding=before, **extra)
     return tr
 
@@ -180,7 +181,7 @@ def _layernorm(imp: Importer, node: Any) -> None:
 # ---------------------------------------------------------------------------- layout
 def _transpose(imp: Importer, node: Any) -> None:
     perm = imp.attrs(node).get("perm")
-    extra = {"perm": [int(p) for p in perm]} if perm is not None else {}
+    extra: dict[str, Any] = {"perm": [int(p) for p in perm]} if perm is not None else {}
     imp.emit("transpose", [imp.ref(node.input[0])], node.output[0], **extra)
 
 
@@ -222,7 +223,8 @@ def _clip(imp: Importer, node: Any) -> None:
     if lo is not None and hi is not None and lo > hi:
         raise imp.refuse(node, f"min {lo} > max {hi}: ONNX then gives max everywhere, graphexec's "
                                "clip refuses such bounds")
-    bounds = {k: float(np.asarray(v, dt)) for k, v in (("min", lo), ("max", hi)) if v is not None}
+    bounds: dict[str, Any] = {k: float(np.asarray(v, dt)) for k, v in (("min", lo), ("max", hi))
+                              if v is not None}
     imp.emit("clip", [imp.ref(node.input[0])], node.output[0], **bounds)
 
 
