@@ -607,3 +607,30 @@ def test_cli_export_for_real(tmp_path):
     values = {"w0": 2.0, "w1": -3.0, "w2": -3.0, "x0": -1.0, "x1": -2.0}
     feed = {k: np.array(v) for k, v in values.items()}
     assert ort_run(onnx.load(out), feed)["f"] == pytest.approx(0.7310585786300049, rel=1e-12)
+
+
+def test_constant_of_shape_and_shape_chains_fold_at_import():
+    f, i64 = TensorProto.FLOAT, TensorProto.INT64
+    nodes = [helper.make_node("ConstantOfShape", ["three"], ["twos"],
+                              value=tensor("v", np.array([2.0], "float32"))),
+             helper.make_node("Add", ["x", "twos"], ["h"]),
+             helper.make_node("Shape", ["h"], ["s"]),
+             helper.make_node("Gather", ["s", "one"], ["c"], axis=0),
+             helper.make_node("Unsqueeze", ["c", "zero"], ["c1"]),
+             helper.make_node("Concat", ["minus1", "c1"], ["target"], axis=0),
+             helper.make_node("Reshape", ["h", "target"], ["y"])]
+    model = model_of(nodes, [helper.make_tensor_value_info("x", f, ["N", 3])],
+                     [helper.make_tensor_value_info("y", f, ["N", 3])],
+                     [tensor("three", np.array([3], "int64")), tensor("one", np.array(1, "int64")),
+                      tensor("zero", np.array([0], "int64")),
+                      tensor("minus1", np.array([-1], "int64"))])
+    g = import_onnx(model)
+    assert [n.op for n in g.nodes] == ["add", "reshape"]
+    assert dict(g.nodes[1].attrs) == {"shape": [-1, 3]}
+    x = np.arange(6, dtype="float32").reshape(2, 3)
+    np.testing.assert_array_equal(gx.run(g, {"x": x})["y"], x + 2)
+    del model.graph.node[-1]  # the batch size itself as an output: a run-time value, refused
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("s", i64, [2]))
+    with pytest.raises(OnnxImportError, match=r"value 's' is a shape that depends on sizes known "
+                                              r"only when the model runs"):
+        import_onnx(model)
