@@ -103,6 +103,12 @@ class Gate:
     #: ``dout`` itself, a view of it, an input, or anything kept on ``ctx`` or ``self`` (add,
     #: sub, sum, mean and reshape do). ``graphexec.testing.check_gate`` verifies the claim.
     fresh_grads: ClassVar[bool] = False
+    #: Optional, for plugin authors: write this gate as standard ONNX ops instead of a
+    #: custom-domain node (``docs/plugins.md``). A staticmethod ``onnx_export(em, attrs, inputs,
+    #: out, dtype)``: ``em.node(op, inputs, out=None, **onnx_attrs)`` appends an ONNX node and
+    #: returns its output's name, ``em.const(value, dtype, hint)`` adds a constant and returns
+    #: its name, ``em.opset`` is the opset written; the last node must compute ``out``.
+    onnx_export: ClassVar[Callable[..., None] | None] = None
 
     __slots__ = ("attrs",)
     attrs: Any  # an instance of this gate's own ``Attrs`` model

@@ -10,6 +10,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnx import numpy_helper  # noqa: E402
+from test_onnx import mixed_graph, op_graph, ort_run  # noqa: E402
 
 import graphexec as gx  # noqa: E402
 from graphexec.cli.main import main  # noqa: E402
@@ -17,7 +18,6 @@ from graphexec.onnx_io import OnnxExportError, OnnxImportError, export_onnx, imp
 from graphexec.onnx_io.recognize import MARK  # noqa: E402
 
 from conftest import MODELS  # noqa: E402
-from test_onnx import mixed_graph, op_graph, ort_run  # noqa: E402
 
 DIGITS = MODELS / "digits_mlp.gx"
 
@@ -323,3 +323,106 @@ def test_cli_import_of_a_folder_or_a_fifo_does_not_wait(tmp_path, capsys):
     os.mkfifo(fifo)  # no writer: opening it for reading would block forever
     with pytest.raises(OnnxImportError, match=r"expected an ONNX model file, found a FIFO"):
         import_onnx(fifo)
+
+
+# ---------------------------------------------------------------------------- the image gates
+def _cnn(dtype):
+    """Every new built-in gate in one graph: conv (padding, stride, groups), pools, batchnorm
+    with running statistics as buffers, layernorm, dropout, flatten, transpose, concat, pad,
+    softmax/log_softmax on an inner axis, clip."""
+    rng = np.random.default_rng(7)
+    r = lambda *s: rng.normal(size=s).astype(dtype)  # noqa: E731
+    b = gx.GraphBuilder("cnn_" + dtype)
+    x = b.input("x", shape=(None, 2, 8, 8), dtype=dtype)
+    c = b.op("conv2d", x, b.param("W", r(4, 1, 3, 3)), b.param("cb", r(4)), name="c", padding=1,
+             groups=2)
+    bn = b.op("batchnorm", c, b.param("g", r(4)), b.param("be", r(4)),
+              b.buffer("rm", r(4)), b.buffer("rv", np.abs(r(4)) + 0.5), name="bn", eps=1e-3)
+    m = b.op("max_pool2d", b.op("relu", bn, name="a"), name="mp", kernel=2)
+    av = b.op("avg_pool2d", m, name="ap", kernel=3, stride=1, padding=1, count_include_pad=False)
+    p = b.op("pad", av, name="pd", pads=[[0, 0], [0, 0], [1, 0], [0, 1]], value=0.5)
+    cl = b.op("clip", p, name="cl", min=-1.0, max=1.5)
+    sm = b.op("softmax", cl, name="sm", axis=1)
+    ls = b.op("log_softmax", cl, name="ls", axis=2)
+    t = b.op("transpose", b.op("concat", sm, ls, name="cat", axis=1), name="tr", perm=[0, 1, 3, 2])
+    ln = b.op("layernorm", t, b.param("lg", r(5, 5)), b.param("lb", r(5, 5)), name="ln",
+              normalized_ndim=2)
+    gp = b.op("global_avg_pool", b.op("dropout", ln, name="dr", p=0.3), name="gap")
+    b.output(b.op("flatten", gp, name="fl"), "y")
+    return b.build()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("opset", [17, 18])
+def test_image_gates_export_as_standard_ops_and_import_back(dtype, opset):
+    ort = pytest.importorskip("onnxruntime")
+    g = _cnn(dtype)
+    model = export_onnx(g, opset=opset)
+    assert {n.domain for n in model.graph.node} == {""}
+    ops = {n.op_type for n in model.graph.node}
+    assert {"Conv", "MaxPool", "AveragePool", "BatchNormalization", "GlobalAveragePool", "Pad",
+            "Clip", "Softmax", "LogSoftmax", "Concat", "Transpose", "LayerNormalization",
+            "Flatten"} <= ops
+    feed = {"x": np.random.default_rng(1).normal(size=(3, 2, 8, 8)).astype(dtype)}
+    want = gx.run(g, feed)["y"]
+    onnx.checker.check_model(model, full_check=True)
+    if dtype == "float32":  # onnxruntime 1.32 has no float64 Conv kernel
+        s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        np.testing.assert_allclose(s.run(None, feed)[0], want, rtol=1e-5, atol=1e-6)
+    back = import_onnx(model)
+    plain = lambda a: json.loads(json.dumps(dict(a)))  # noqa: E731  (tuples read back as lists)
+    assert [(n.name, n.op, plain(n.attrs), n.inputs) for n in back.nodes] == [
+        (n.name, n.op, plain(n.attrs), n.inputs) for n in g.nodes]
+    assert sorted(back.buffers) == ["rm", "rv"] and sorted(back.params) == sorted(g.params)
+    np.testing.assert_array_equal(gx.run(back, feed)["y"], want)
+
+
+# ---------------------------------------------------------------------------- the onnx_export hook
+@pytest.fixture
+def example_gates(monkeypatch, restore_registry):
+    """The example plugin's gates, registered in-process (undone by restore_registry)."""
+    from graphexec import registry as regmod
+
+    monkeypatch.syspath_prepend(str(MODELS.parent / "plugins" / "graphexec-example-gates" / "src"))
+    gates = pytest.importorskip("graphexec_example_gates.gates")
+    for cls in (gates.Softplus, gates.GELU, gates.SiLU):
+        regmod.registry().add(regmod.GateInfo(cls.name, cls.version, cls, 1,
+                                              "graphexec-example-gates", "0.1.0", __name__))
+    return gates
+
+
+@pytest.mark.parametrize("opset", [17, 20])
+@pytest.mark.parametrize("beta", [1.0, 2.5])
+def test_plugin_gates_with_the_hook_export_as_standard_ops(example_gates, opset, beta):
+    ort = pytest.importorskip("onnxruntime")
+    if opset > onnx.defs.onnx_opset_version():
+        pytest.skip("the installed onnx does not know this opset")
+    b = gx.GraphBuilder("plugins")
+    x = b.input("x", shape=(None, 3), dtype="float32")
+    s = b.op("softplus", x, name="sp", beta=beta)
+    ge = b.op("gelu", s, name="ge")
+    b.output(b.op("silu", ge, name="si"), "y")
+    b.output(ge, "ge")
+    g = b.build()
+    model = export_onnx(g, opset=opset)
+    domains = {n.op_type: n.domain for n in model.graph.node}
+    assert domains["Softplus"] == "" and domains["silu"] == "graphexec.graphexec_example_gates"
+    assert ("Gelu" in domains) == (opset >= 20)
+    # onnxruntime runs the standard part: the model up to the gelu
+    part = export_onnx(g, outputs=["ge"], opset=opset)
+    assert {n.domain for n in part.graph.node} == {""}
+    feed = {"x": np.random.default_rng(0).normal(size=(4, 3)).astype("float32") * 3}
+    sess = ort.InferenceSession(part.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, feed)[0], gx.run(g, feed, outputs=["ge"])["ge"],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_a_hook_that_computes_nothing_is_named(example_gates, monkeypatch):
+    monkeypatch.setattr(example_gates.GELU, "onnx_export",
+                        staticmethod(lambda em, attrs, ins, out, dt: None))
+    b = gx.GraphBuilder("bad_hook")
+    b.output(b.op("gelu", b.input("x", shape=(None, 3)), name="ge"), "y")
+    with pytest.raises(OnnxExportError, match=r"node 'ge' \(gelu\): expected the onnx_export hook "
+                                              r"of 'graphexec-example-gates' to end with a node "
+                                              r"computing 'ge', found no node"):
+        export_onnx(b.build())

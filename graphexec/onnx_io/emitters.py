@@ -189,6 +189,69 @@ def _l2(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> Non
     em.node("Mul", [total, em.const(half, dt, f"{n.name}_half")], out)
 
 
+def _pair(v: Any) -> list[int]:
+    return [int(v), int(v)] if isinstance(v, int) else [int(x) for x in v]
+
+
+def _conv(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    p = _pair(n.attrs.get("padding", 0))
+    em.node("Conv", ins, out, strides=_pair(n.attrs.get("stride", 1)), pads=p + p,
+            dilations=_pair(n.attrs.get("dilation", 1)), group=int(n.attrs.get("groups", 1)))
+
+
+def _pool(op: str) -> Emit:
+    def emit(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+        k, p = _pair(n.attrs.get("kernel", 2)), _pair(n.attrs.get("padding", 0))
+        stride = n.attrs.get("stride")
+        extra: dict[str, Any] = ({"count_include_pad": int(bool(
+            n.attrs.get("count_include_pad", True)))} if op == "AveragePool" else {})
+        em.node(op, ins, out, kernel_shape=k, strides=k if stride is None else _pair(stride),
+                pads=p + p, **extra)
+    return emit
+
+
+def _global_avg(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    pooled = em.node("GlobalAveragePool", ins, hint=f"{n.name}_NC11")
+    em.node("Flatten", [pooled], out, axis=1)
+
+
+def _batchnorm(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    em.node("BatchNormalization", ins, out, epsilon=float(n.attrs.get("eps", 1e-5)),
+            momentum=1.0 - float(n.attrs.get("momentum", 0.1)))
+
+
+def _layernorm(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    em.node("LayerNormalization", ins, out, axis=-int(n.attrs.get("normalized_ndim", 1)),
+            epsilon=float(n.attrs.get("eps", 1e-5)))
+
+
+def _identity(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    em.node("Identity", ins, out)  # dropout: the forward that ONNX runs is inference
+
+
+def _with_attrs(op: str, **names: str) -> Emit:
+    """An ONNX op whose attributes are the gate's (renamed: ONNX name -> gate name)."""
+    def emit(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+        attrs = {k: n.attrs[g] for k, g in names.items() if n.attrs.get(g) is not None}
+        em.node(op, ins, out, **attrs)
+    return emit
+
+
+def _pad(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    pads = [list(p) for p in n.attrs.get("pads", [])]
+    flat = [p[0] for p in pads] + [p[1] for p in pads]
+    em.node("Pad", [ins[0], em.const(flat, np.int64, f"{n.name}_pads"),
+                    em.const(float(n.attrs.get("value", 0.0)), dt, f"{n.name}_value")], out)
+
+
+def _clip(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    bounds = [em.const(float(n.attrs[k]), dt, f"{n.name}_{k}") if n.attrs.get(k) is not None
+              else "" for k in ("min", "max")]
+    while bounds and not bounds[-1]:
+        bounds.pop()
+    em.node("Clip", [ins[0], *bounds], out)
+
+
 #: Built-in op -> how it is written in ONNX.
 EMITTERS: dict[str, Emit] = {
     **{op: _simple(onnx_op) for op, onnx_op in [
@@ -198,6 +261,12 @@ EMITTERS: dict[str, Emit] = {
     "square": _square, "sum": _sum, "mean": _mean, "affine": _affine, "reshape": _reshape,
     "leaky_relu": _leaky_relu, "prelu": _prelu, "elu": _elu, "maxout": _maxout,
     "softmax_cross_entropy": _softmax_ce, "svm_loss": _svm, "l2": _l2,
+    "conv2d": _conv, "max_pool2d": _pool("MaxPool"), "avg_pool2d": _pool("AveragePool"),
+    "global_avg_pool": _global_avg, "batchnorm": _batchnorm, "layernorm": _layernorm,
+    "dropout": _identity, "flatten": _with_attrs("Flatten", axis="axis"),
+    "transpose": _with_attrs("Transpose", perm="perm"), "concat": _with_attrs("Concat", axis="axis"),
+    "pad": _pad, "clip": _clip, "softmax": _with_attrs("Softmax", axis="axis"),
+    "log_softmax": _with_attrs("LogSoftmax", axis="axis"),
 }
 
 

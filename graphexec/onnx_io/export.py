@@ -83,13 +83,14 @@ def _check_path(path: str | os.PathLike[str]) -> str:
 
 def _model(onnx: Any, graph: Graph, opset: int,
            input_shapes: Mapping[str, Sequence[int | None]] | None) -> Any:
-    taken = set(graph.inputs) | set(graph.params) | {n.name for n in graph.nodes}
+    taken = (set(graph.inputs) | set(graph.params) | set(graph.buffers)
+             | {n.name for n in graph.nodes})
     em = Emitter(onnx, taken | set(graph.output_map), opset)
     dtypes = _dtypes(graph)
     for n in graph.nodes:
         emit = EMITTERS.get(n.op) if n.info.dist == OWN_DIST else None
         if emit is None:
-            custom_node(em, n, list(n.inputs), n.name)
+            _plugin_node(em, n, dtypes[n.name])
             continue
         emit(em, n, list(n.inputs), n.name, dtypes[n.name])
         em.nodes[-1].doc_string = mark_text(n.op, n.version, n.attrs, n.inputs, dtypes[n.name])
@@ -98,7 +99,7 @@ def _model(onnx: Any, graph: Graph, opset: int,
     inputs = [h.make_tensor_value_info(d.name, onnx_elem_type(d.dtype),
                                        _input_dims(d, input_shapes)) for d in graph.input_decls]
     params = [onnx.numpy_helper.from_array(np.ascontiguousarray(v), k)
-              for k, v in graph.params.items()]
+              for k, v in {**graph.params, **graph.buffers}.items()]
     outputs = [h.make_tensor_value_info(k, onnx_elem_type(dtypes[src]), None)
                for k, src in graph.output_map.items()]
     body = h.make_graph(em.nodes, graph.name, inputs, outputs, initializer=params + em.inits,
@@ -117,10 +118,32 @@ def _model(onnx: Any, graph: Graph, opset: int,
     return model
 
 
+def _plugin_node(em: Emitter, n: Any, dt: np.dtype) -> None:
+    """A gate's own ``onnx_export`` hook (standard ops), else a custom-domain node."""
+    hook = getattr(n.info.cls, "onnx_export", None)
+    if hook is None:
+        custom_node(em, n, list(n.inputs), n.name)
+        return
+    before = len(em.nodes)
+    try:
+        hook(em, dict(n.attrs), list(n.inputs), n.name, dt)
+    except OnnxExportError:
+        raise
+    except Exception as e:
+        raise OnnxExportError(f"node {n.name!r} ({n.op}): the gate's onnx_export hook failed "
+                              f"({type(e).__name__}: {str(e)[:200]}); fix the hook in "
+                              f"{n.info.dist!r} or remove it to export a custom-domain node") from e
+    if len(em.nodes) == before or list(em.nodes[-1].output) != [n.name]:
+        raise OnnxExportError(f"node {n.name!r} ({n.op}): expected the onnx_export hook of "
+                              f"{n.info.dist!r} to end with a node computing {n.name!r}, found "
+                              f"{'no node' if len(em.nodes) == before else list(em.nodes[-1].output)}"
+                              "; its last em.node call must pass out")
+
+
 def _dtypes(graph: Graph) -> dict[str, np.dtype]:
     """Each value's dtype: a gate returns the dtype of its first float input (labels are ints)."""
     dt: dict[str, np.dtype] = {d.name: d.dtype for d in graph.input_decls}
-    dt.update({k: v.dtype for k, v in graph.params.items()})
+    dt.update({k: v.dtype for k, v in {**graph.params, **graph.buffers}.items()})
     for n in graph.nodes:
         ins = [dt[s] for s in n.inputs]
         floats = [d for d in ins if d.kind == "f"]
@@ -140,7 +163,8 @@ def _input_dims(d: Any, overrides: Mapping[str, Sequence[int | None]] | None) ->
 
 def _identity_outputs(em: Emitter, graph: Graph) -> None:
     """ONNX names an output by its value: an output named apart from its value gets an Identity."""
-    values = set(graph.inputs) | set(graph.params) | {n.name for n in graph.nodes}
+    values = (set(graph.inputs) | set(graph.params) | set(graph.buffers)
+              | {n.name for n in graph.nodes})
     for name, src in graph.output_map.items():
         if name == src:
             continue

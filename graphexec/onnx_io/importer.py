@@ -21,7 +21,8 @@ from graphexec.fileformat.schema import clean_text
 from graphexec.graph import Graph, InputDecl, NodeDef, make_graph
 from graphexec.onnx_io.common import OnnxImportError, numpy_dtype, require_onnx
 from graphexec.onnx_io.recognize import Mark
-from graphexec.onnx_io.translate import TRANSLATORS, Importer, Refused, clean_name, unique_name
+from graphexec.onnx_io.translate import Importer, Refused, clean_name, unique_name
+from graphexec.onnx_io.translate_nn import TRANSLATORS
 
 __all__ = ["SUPPORTED_OPS", "import_onnx"]
 
@@ -58,7 +59,8 @@ def import_onnx(model_or_path: Any, *, name: str | None = None) -> Graph:
     metadata = _metadata(model, imp)
     gname = clean_name(name or model.graph.name or "onnx_model")
     try:
-        return make_graph(gname, imp.inputs, imp.params, imp.defs, outputs, metadata=metadata)
+        return make_graph(gname, imp.inputs, imp.params, imp.defs, outputs, metadata=metadata,
+                          buffers=imp.buffers, frozen=imp.constants)
     except GraphError as e:
         raise OnnxImportError(f"cannot import {where}: the translated graph is invalid: {e}") from e
 
@@ -189,7 +191,10 @@ def _custom(imp: Importer, node: Any) -> None:
 
 def _gate(imp: Importer, mark: Mark) -> None:
     """A group of nodes that graphexec exported for one gate, back as that gate."""
-    ins = tuple(imp.ref(i) for i in mark.inputs)
+    from graphexec.registry import registry
+
+    held = getattr(registry().resolve(mark.op, mark.version).cls, "buffer_inputs", ())
+    ins = tuple(imp.buffer_of(i) if k in held else imp.ref(i) for k, i in enumerate(mark.inputs))
     imp.defs.append(NodeDef(imp.name_for(mark.out), mark.op, ins, mark.attrs, mark.version))
     imp.alias[mark.out] = imp.defs[-1].name
 
@@ -199,6 +204,10 @@ def _declare_inputs(imp: Importer) -> None:
     for vi in imp.graph.input:
         if vi.name in inits:  # old exporters list initializers among the inputs too
             continue
+        if not vi.type.HasField("tensor_type"):
+            kind = vi.type.WhichOneof("value") or "untyped"
+            raise OnnxImportError(f"input {vi.name!r}: expected a tensor, found a "
+                                  f"{kind.replace('_type', '')} value; graphexec has tensors only")
         t = vi.type.tensor_type
         dtype = numpy_dtype(t.elem_type, f"input {vi.name!r}")
         shape = None

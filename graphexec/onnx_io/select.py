@@ -66,7 +66,8 @@ def only_outputs(graph: Graph, outputs: dict[str, str]) -> Graph:
     nodes.reverse()
     return Graph(graph.name, [d for d in graph.input_decls if d.name in need],
                  {k: v for k, v in graph.params.items() if k in need}, nodes, outputs,
-                 graph.metadata)
+                 graph.metadata, buffers={k: v for k, v in graph.buffers.items() if k in need},
+                 frozen=graph.frozen & need)
 
 
 def float_dtype(dtype: Any) -> np.dtype[Any]:
@@ -101,4 +102,6 @@ def convert_floats(graph: Graph, dt: np.dtype[Any]) -> Graph:
                 f"±{np.finfo(dt).max:.4g}, found {float(np.abs(v[lost]).max()):.4g} "
                 f"({int(lost.sum())} values would become infinite); rescale the parameter or "
                 "export without dtype")
-    return Graph(graph.name, inputs, params, graph.nodes, graph.output_map, graph.metadata)
+    buffers = {k: v.astype(dt) if v.dtype.kind == "f" else v for k, v in graph.buffers.items()}
+    return Graph(graph.name, inputs, params, graph.nodes, graph.output_map, graph.metadata,
+                 buffers=buffers, frozen=graph.frozen)

@@ -58,6 +58,9 @@ class Importer:
         self.uses = Counter(i for n in self.graph.node for i in n.input if i)
         self.graph_outputs = {o.name for o in self.graph.output}
         self.types = self._infer(model)
+        from graphexec.onnx_io.fold import fold
+
+        self.syms = fold(self)
         self.alias: dict[str, str] = {}
         self.taken: set[str] = set()
         self.inputs: list[InputDecl] = []
@@ -66,6 +69,9 @@ class Importer:
         self.problems: list[str] = []
         self.refused: set[str] = set()  # outputs of refused nodes
         self.constants: list[str] = []  # parameters the import made up (e.g. for Softmax)
+        self.buffers: dict[str, np.ndarray] = {}  # running statistics (BatchNormalization)
+        self.input_names = {vi.name for vi in self.graph.input} - set(self.consts)
+        self.producer = {o: (j, n) for n in self.graph.node for j, o in enumerate(n.output) if o}
         self.fused: dict[str, Any] = _find_affine(self)
 
     # ------------------------------------------------------------------ reading the model
@@ -135,7 +141,37 @@ class Importer:
             name = self.param(onnx_name, self.consts[onnx_name])
             self.alias[onnx_name] = name
             return name
+        if onnx_name in self.syms:
+            raise OnnxImportError(f"value {onnx_name!r} is a shape that depends on sizes known "
+                                  f"only when the model runs ({self.syms[onnx_name].entries}); "
+                                  "graphexec folds such values into Reshape only")
+        made = self.producer.get(onnx_name)
+        if made is not None and made[0] > 0:
+            j, n = made
+            raise OnnxImportError(f"node {n.name or n.output[0]!r} ({n.op_type}): its output "
+                                  f"#{j + 1} {onnx_name!r} is used, but graphexec computes only "
+                                  f"the first output of {n.op_type}")
         raise OnnxImportError(f"value {onnx_name!r} is not produced by any imported node")
+
+    def buffer_of(self, onnx_name: str) -> str:
+        """``onnx_name`` as a buffer if it is a constant (else the value it names)."""
+        if onnx_name in self.consts and onnx_name not in self.alias:
+            name = self.name_for(onnx_name)
+            self.buffers[name] = np.array(self.consts[onnx_name], order="C", copy=True)
+            self.alias[onnx_name] = name
+        return self.ref(onnx_name)
+
+    def buffer(self, node: Any, onnx_name: str) -> str:
+        """A constant read as non-trainable state (a running statistic): a graphexec buffer."""
+        if onnx_name in self.alias:
+            return self.alias[onnx_name]
+        if onnx_name not in self.consts:
+            raise self.refuse(node, f"{onnx_name!r} is computed, not a constant; graphexec keeps "
+                                    "running statistics as buffers")
+        name = self.name_for(onnx_name)
+        self.buffers[name] = np.array(self.consts[onnx_name], order="C", copy=True)
+        self.alias[onnx_name] = name
+        return name
 
     def param(self, hint: str, value: np.ndarray, *, made_up: bool = False) -> str:
         arr = np.array(value, order="C", copy=True)
@@ -298,10 +334,23 @@ def _gemm(imp: Importer, node: Any) -> None:
 
 
 def _reshape(imp: Importer, node: Any) -> None:
+    from graphexec.onnx_io.fold import reshape_target
+
+    sym = imp.syms.get(node.input[1])
+    if sym is not None:
+        target = reshape_target(imp, node.input[0], sym.entries)
+        if target is None:
+            raise imp.refuse(node, f"the shape {node.input[1]!r} depends on sizes known only "
+                                   f"when the model runs ({sym.entries}); graphexec's reshape "
+                                   "takes a fixed shape with at most one -1")
+        imp.emit("reshape", [imp.ref(node.input[0])], node.output[0], shape=target)
+        return
     shape = imp.consts.get(node.input[1])
     if shape is None:
-        raise imp.refuse(node, f"the shape {node.input[1]!r} is computed, not a constant; "
-                               "graphexec's reshape takes a fixed shape")
+        kind = ("a graph input, known only when the model runs" if node.input[1] in
+                imp.input_names else "computed, not a constant")
+        raise imp.refuse(node, f"the shape {node.input[1]!r} is {kind}; graphexec's reshape "
+                               "takes a fixed shape (make it an initializer)")
     target = [int(n) for n in shape.reshape(-1)]
     if 0 in target and not imp.attrs(node).get("allowzero", 0):  # ONNX 0: copy that input dim
         src = imp.shape(node.input[0]) or ()

@@ -7,6 +7,7 @@ as logaddexp(0, x) = log(1 + e^x), which stays exact for large |x|.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -38,6 +39,18 @@ class Softplus(Gate):
 
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
         return (dy * ctx.s,)
+
+    @staticmethod
+    def onnx_export(em: Any, attrs: dict[str, Any], ins: list[str], out: str,
+                    dtype: np.dtype[Any]) -> None:
+        """ONNX ``Softplus`` is log(1 + e^x): with β ≠ 1, Softplus(βx) / β."""
+        beta = float(attrs.get("beta", 1.0))
+        if beta == 1.0:
+            em.node("Softplus", ins, out)
+            return
+        b = em.const(beta, dtype, f"{out}_beta")
+        sp = em.node("Softplus", [em.node("Mul", [ins[0], b], hint=f"{out}_bx")], hint=f"{out}_sp")
+        em.node("Div", [sp, b], out)
 
 
 class SiLU(Gate):
@@ -78,3 +91,20 @@ class GELU(Gate):
         x, t = ctx.x, ctx.t
         du = self.C * (1.0 + 3.0 * self.K * x * x)
         return (dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du),)
+
+    @staticmethod
+    def onnx_export(em: Any, attrs: dict[str, Any], ins: list[str], out: str,
+                    dtype: np.dtype[Any]) -> None:
+        """ONNX ``Gelu(approximate="tanh")`` from opset 20; before, the formula in Mul/Add/Tanh."""
+        if em.opset >= 20:
+            em.node("Gelu", ins, out, approximate="tanh")
+            return
+        x = ins[0]
+        c = lambda v, h: em.const(v, dtype, f"{out}_{h}")  # noqa: E731
+        x3 = em.node("Mul", [em.node("Mul", [x, x], hint=f"{out}_x2"), x], hint=f"{out}_x3")
+        inner = em.node("Add", [x, em.node("Mul", [x3, c(GELU.K, "k")], hint=f"{out}_kx3")],
+                        hint=f"{out}_inner")
+        t = em.node("Tanh", [em.node("Mul", [inner, c(GELU.C, "c")], hint=f"{out}_u")],
+                    hint=f"{out}_t")
+        half_x = em.node("Mul", [x, c(0.5, "half")], hint=f"{out}_half_x")
+        em.node("Mul", [half_x, em.node("Add", [t, c(1.0, "one")], hint=f"{out}_1pt")], out)

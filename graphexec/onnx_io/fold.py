@@ -1,0 +1,162 @@
+"""Constant folding at import: the shape arithmetic that exporters write.
+
+PyTorch's TorchScript exporter writes ``x.view(x.size(0), -1)`` as Shape → Gather → Unsqueeze →
+Concat → Reshape, and other tools write Constant / ConstantOfShape nodes. Once the input's
+non-batch dimensions are known (from the model's declared shapes), such chains have a fixed
+value, except for the batch size itself. This pass computes them before translation: a value
+whose every entry is known becomes a constant; a shape holding a dimension known only when the
+model runs (``Dim``) stays symbolic, and Reshape resolves it (``reshape_target``). The folded
+nodes are skipped by the importer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Dim", "fold", "reshape_target"]
+
+DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+@dataclass(frozen=True)
+class Dim:
+    """Dimension ``axis`` of value ``of``, a size known only when the model runs."""
+
+    of: str
+    axis: int
+
+
+Entries = list[Any]  # ints and Dims: a 1-D int64 value (``scalar`` in Sym: a 0-D one)
+
+
+@dataclass
+class Sym:
+    entries: Entries
+    scalar: bool = False
+
+
+def fold(imp: Any) -> dict[str, Sym]:
+    """Fold the shape chains of ``imp``'s graph into ``imp.consts`` (fully known) or the returned
+    symbolic values; adds the folded nodes to ``imp.skip``."""
+    syms: dict[str, Sym] = {}
+    for k, node in enumerate(imp.graph.node):
+        if k in imp.skip or node.domain not in DEFAULT_DOMAINS or not node.output:
+            continue
+        got = _STEP.get(node.op_type, _none)(imp, node, syms)
+        if got is None:
+            continue
+        out = node.output[0]
+        if all(isinstance(e, (int, np.integer)) for e in got.entries):
+            arr = np.asarray(got.entries, dtype=np.int64)
+            imp.consts[out] = arr.reshape(()) if got.scalar else arr
+        else:
+            syms[out] = got
+        imp.skip.add(k)
+    return syms
+
+
+def _none(imp: Any, node: Any, syms: dict[str, Sym]) -> Sym | None:
+    return None
+
+
+def _value(imp: Any, name: str, syms: dict[str, Sym]) -> Sym | None:
+    if name in syms:
+        return syms[name]
+    v = imp.consts.get(name)
+    if v is None or v.dtype.kind not in "iu" or v.ndim > 1:
+        return None
+    return Sym([int(e) for e in v.reshape(-1)], scalar=v.ndim == 0)
+
+
+def _shape(imp: Any, node: Any, syms: dict[str, Sym]) -> Sym | None:
+    shape = imp.shape(node.input[0])
+    if shape is None:
+        return None
+    a = imp.attrs(node)
+    entries = [int(d) if d is not None else Dim(node.input[0], i) for i, d in enumerate(shape)]
+    start, end = int(a.get("start", 0)), a.get("end")
+    return Sym(entries[start:None if end is None else int(end)])
+
+
+def _gather(imp: Any, node: Any, syms: dict[str, Sym]) -> Sym | None:
+    data, idx = _value(imp, node.input[0], syms), _value(imp, node.input[1], syms)
+    if data is None or idx is None or data.scalar or int(imp.attrs(node).get("axis", 0)):
+        return None
+    if not all(isinstance(i, int) and -len(data.entries) <= i < len(data.entries)
+               for i in idx.entries):
+        return None
+    return Sym([data.entries[i] for i in idx.entries], scalar=idx.scalar)
+
+
+def _unsqueeze(imp: Any, node: Any, syms: dict[str, Sym]) -> Sym | None:
+    v = _value(imp, node.input[0], syms)
+    axes = (imp.attrs(node).get("axes") if len(node.input) < 2
+            else imp.consts.get(node.input[1]))
+    if v is None or not v.scalar or axes is None or [int(a) for a in np.ravel(axes)] not in (
+            [0], [-1]):
+        return None
+    return Sym(list(v.entries))
+
+
+def _concat(imp: Any, node: Any, syms: dict[str, Sym]) -> Sym | None:
+    parts = [_value(imp, i, syms) for i in node.input]
+    if any(p is None or p.scalar for p in parts) or imp.attrs(node).get("axis", 0) not in (0, -1):
+        return None
+    return Sym([e for p in parts if p is not None for e in p.entries])
+
+
+def _cast(imp: Any, node: Any, syms: dict[str, Sym]) -> Sym | None:
+    if imp.attrs(node).get("to") not in (6, 7) or node.input[0] not in syms:
+        return None  # only shape values already symbolic; other casts are translated
+    return syms[node.input[0]]
+
+
+def _constant_of_shape(imp: Any, node: Any, syms: dict[str, Sym]) -> Sym | None:
+    shape = imp.consts.get(node.input[0])
+    if shape is None:
+        return None
+    value = imp.attrs(node).get("value")
+    fill = np.asarray(value).reshape(-1) if value is not None else np.zeros(1, np.float32)
+    imp.consts[node.output[0]] = np.full([int(d) for d in shape.reshape(-1)], fill[0], fill.dtype)
+    return None  # stored directly: any dtype, any rank
+
+
+def _constant_of_shape_step(imp: Any, node: Any, syms: dict[str, Sym]) -> Sym | None:
+    before = node.output[0] in imp.consts
+    _constant_of_shape(imp, node, syms)
+    if not before and node.output[0] in imp.consts:
+        imp.skip.add(list(imp.graph.node).index(node))
+    return None
+
+
+_STEP = {"Shape": _shape, "Gather": _gather, "Unsqueeze": _unsqueeze, "Concat": _concat,
+         "Cast": _cast, "ConstantOfShape": _constant_of_shape_step}
+
+
+def reshape_target(imp: Any, x: str, entries: Entries) -> list[int] | None:
+    """A symbolic Reshape shape as graphexec's fixed one: the run-time dimension becomes -1 when
+    it is the only unknown entry; with an explicit -1 as well, that -1 is computed from x's known
+    sizes when the run-time entry copies the same axis of x. None if neither holds."""
+    dims = [i for i, e in enumerate(entries) if isinstance(e, Dim)]
+    if len(dims) != 1:
+        return None
+    j = dims[0]
+    rest = [int(e) for i, e in enumerate(entries) if i != j]
+    if -1 not in rest:
+        return [-1 if i == j else int(e) for i, e in enumerate(entries)]
+    d, shape = entries[j], imp.shape(x)
+    if d.of != x or d.axis != j or shape is None or rest.count(-1) != 1:
+        return None
+    others = [s for i, s in enumerate(shape) if i != j]
+    if any(s is None for s in others):
+        return None
+    known = math.prod(e for e in rest if e != -1)
+    total = math.prod(int(s) for s in others)
+    if known == 0 or total % known:
+        return None
+    return [-1 if i == j else total // known if e == -1 else int(e)
+            for i, e in enumerate(entries)]

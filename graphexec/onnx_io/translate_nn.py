@@ -1,0 +1,396 @@
+"""ONNX → graphexec translators for the network ops: convolution, pooling, normalisation,
+layout, softmax, reductions over axes, and the ONNX settings of the older ones (Gemm's
+transposes, Dropout's modes, SoftmaxCrossEntropyLoss's attributes).
+
+Each maps to a gate that computes the ONNX op exactly, or refuses naming the setting it cannot
+represent. ``TRANSLATORS`` here is the whole table (``translate.TRANSLATORS`` plus these).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from graphexec.onnx_io.translate import TRANSLATORS as BASIC
+from graphexec.onnx_io.translate import Importer, Translate, f32
+
+__all__ = ["TRANSLATORS"]
+
+
+def _ints(imp: Importer, node: Any, key: str, default: list[int]) -> list[int]:
+    return [int(v) for v in imp.attrs(node).get(key, default)]
+
+
+def _const_input(imp: Importer, node: Any, i: int, what: str) -> np.ndarray | None:
+    """Input ``i`` of ``node`` as a constant (None if absent); refuses a computed one."""
+    if len(node.input) <= i or not node.input[i]:
+        return None
+    name = node.input[i]
+    if name not in imp.consts:
+        kind = ("a graph input, known only when the model runs" if name in imp.input_names
+                else "computed by another node")
+        raise imp.refuse(node, f"its {what} {name!r} is {kind}; graphexec needs it as a constant "
+                               "at import (make it an initializer)")
+    return imp.consts[name]
+
+
+def _known(imp: Importer, node: Any, name: str, what: str = "input") -> tuple[int, ...]:
+    shape = imp.shape(name)
+    if shape is None or any(d is None for d in shape):
+        raise imp.refuse(node, f"the {what} {name!r} has shape {shape}; this mapping needs every "
+                               "dimension known")
+    return tuple(int(d) for d in shape)  # type: ignore[arg-type]
+
+
+def _rank(imp: Importer, node: Any, name: str) -> int:
+    shape = imp.shape(name)
+    if shape is None:
+        raise imp.refuse(node, f"the rank of {name!r} is unknown (ONNX shape inference gave none)")
+    return len(shape)
+
+
+# ---------------------------------------------------------------------------- images
+def _spatial(imp: Importer, node: Any, kernel: list[int], dil: list[int],
+             stride: list[int]) -> tuple[list[int], list[int]]:
+    """ONNX pads [top, left, bottom, right] (auto_pad resolved): (before, after) per axis."""
+    auto = imp.attrs(node).get("auto_pad", "NOTSET")
+    if auto in ("NOTSET", "VALID"):
+        pads = _ints(imp, node, "pads", [0, 0, 0, 0]) if auto == "NOTSET" else [0, 0, 0, 0]
+        return pads[:2], pads[2:]
+    size = _known(imp, node, node.input[0])[2:]
+    before, after = [], []
+    for n, k, d, s in zip(size, kernel, dil, stride):
+        total = max((math.ceil(n / s) - 1) * s + (k - 1) * d + 1 - n, 0)
+        small = total // 2
+        before.append(small if auto == "SAME_UPPER" else total - small)
+        after.append(total - before[-1])
+    return before, after
+
+
+def _image(imp: Importer, node: Any) -> None:
+    if _rank(imp, node, node.input[0]) != 4:
+        raise imp.refuse(node, f"input of rank {_rank(imp, node, node.input[0])}; graphexec's "
+                               "image gates take 2-D images (N, C, H, W)")
+
+
+def _pad_first(imp: Importer, node: Any, x: str, before: list[int], after: list[int],
+               value: float) -> str:
+    pads = [[0, 0], [0, 0]] + [[b, a] for b, a in zip(before, after)]
+    return imp.emit("pad", [x], hint=f"{node.output[0]}_pad", pads=pads, value=value)
+
+
+def _conv(imp: Importer, node: Any) -> None:
+    """Conv → conv2d; asymmetric pads (auto_pad SAME_* on even totals) as a pad node first."""
+    _image(imp, node)
+    w = imp.shape(node.input[1])
+    known = [int(d) for d in w[2:] if d is not None] if w else []
+    kernel = _ints(imp, node, "kernel_shape", known if w and len(known) == len(w) - 2 else [])
+    if len(kernel) != 2:
+        raise imp.refuse(node, "the kernel shape is unknown")
+    dil, stride = _ints(imp, node, "dilations", [1, 1]), _ints(imp, node, "strides", [1, 1])
+    before, after = _spatial(imp, node, kernel, dil, stride)
+    x = imp.ref(node.input[0])
+    if before != after:
+        x, before = _pad_first(imp, node, x, before, after, 0.0), [0, 0]
+    ins = [x] + [imp.ref(i) for i in node.input[1:] if i]
+    imp.emit("conv2d", ins, node.output[0], stride=stride, padding=before, dilation=dil,
+             groups=int(imp.attrs(node).get("group", 1)))
+
+
+def _pool(op: str) -> Translate:
+    def tr(imp: Importer, node: Any) -> None:
+        _image(imp, node)
+        a = imp.attrs(node)
+        kernel = _ints(imp, node, "kernel_shape", [])
+        stride = _ints(imp, node, "strides", [1, 1])
+        if any(d != 1 for d in _ints(imp, node, "dilations", [1, 1])):
+            raise imp.refuse(node, f"dilations {a['dilations']}; graphexec's pooling has none")
+        if a.get("ceil_mode", 0):
+            raise imp.refuse(node, "ceil_mode=1 (a partial last window); graphexec's pooling "
+                                   "floors")
+        if a.get("storage_order", 0):
+            raise imp.refuse(node, "storage_order=1 (column-major indices)")
+        before, after = _spatial(imp, node, kernel, [1, 1], stride)
+        include = bool(a.get("count_include_pad", 0))
+        x = imp.ref(node.input[0])
+        fits = all(2 * b <= k for b, k in zip(before, kernel))
+        if before != after or not fits:
+            if op == "avg_pool2d" and not include:
+                raise imp.refuse(node, f"pads {before + after} are asymmetric or over half the "
+                                       "kernel with count_include_pad=0; graphexec cannot "
+                                       "count those windows' real pixels")
+            x = _pad_first(imp, node, x, before, after, -math.inf if op == "max_pool2d" else 0.0)
+            before = [0, 0]
+        extra: dict[str, Any] = {"count_include_pad": include} if op == "avg_pool2d" else {}
+        imp.emit(op, [x], node.output[0], kernel=kernel, stride=stride, padding=before, **extra)
+    return tr
+
+
+def _global_avg(imp: Importer, node: Any) -> None:
+    _image(imp, node)
+    shape = imp.shape(node.input[0])
+    c = shape[1] if shape else None
+    if c is None:
+        raise imp.refuse(node, "the channel count is unknown (needed to keep the (N, C, 1, 1) "
+                               "shape)")
+    out = node.output[0]
+    pooled = imp.emit("global_avg_pool", [imp.ref(node.input[0])], hint=f"{out}_NC")
+    imp.emit("reshape", [pooled], out, shape=[-1, int(c), 1, 1])
+
+
+def _batchnorm(imp: Importer, node: Any) -> None:
+    """BatchNormalization (inference) → batchnorm, running statistics as buffers."""
+    a = imp.attrs(node)
+    if a.get("training_mode", 0) or any(o for o in node.output[1:]):
+        raise imp.refuse(node, "training_mode=1 (batch statistics and running-stat outputs); "
+                               "graphexec imports BatchNormalization for inference")
+    rank = _rank(imp, node, node.input[0])
+    if rank not in (2, 4):
+        raise imp.refuse(node, f"input of rank {rank}; graphexec's batchnorm takes (N, C) or "
+                               "(N, C, H, W)")
+    ins = [imp.ref(i) for i in node.input[:3]]
+    for i in node.input[3:5]:
+        ins.append(imp.buffer(node, i))
+    momentum = min(max(1.0 - f32(a.get("momentum", 0.9)), 0.0), 1.0)
+    imp.emit("batchnorm", ins, node.output[0], momentum=momentum, eps=f32(a.get("epsilon", 1e-5)))
+
+
+def _layernorm(imp: Importer, node: Any) -> None:
+    x, out = node.input[0], node.output[0]
+    rank = _rank(imp, node, x)
+    axis = int(imp.attrs(node).get("axis", -1)) % rank
+    tail = _known(imp, node, x)[axis:] if imp.shape(x) else ()
+    scale = imp.shape(node.input[1])
+    if scale is None or tuple(scale) != tuple(tail):
+        raise imp.refuse(node, f"Scale of shape {scale} broadcasts over the normalised axes "
+                               f"{tail}; graphexec's layernorm takes scale and bias of that shape")
+    ins = [imp.ref(x), imp.ref(node.input[1])]
+    if len(node.input) > 2 and node.input[2]:
+        if imp.shape(node.input[2]) != scale:
+            raise imp.refuse(node, f"B has shape {imp.shape(node.input[2])}, expected {scale}")
+        ins.append(imp.ref(node.input[2]))
+    else:
+        dt = imp.dtype(x) or np.dtype("float32")
+        ins.append(imp.param(f"{out}_zero_bias", np.zeros(tail, dt), made_up=True))
+    imp.emit("layernorm", ins, out, normalized_ndim=rank - axis,
+             eps=f32(imp.attrs(node).get("epsilon", 1e-5)))
+
+
+# ---------------------------------------------------------------------------- layout
+def _transpose(imp: Importer, node: Any) -> None:
+    perm = imp.attrs(node).get("perm")
+    extra: dict[str, Any] = {"perm": [int(p) for p in perm]} if perm is not None else {}
+    imp.emit("transpose", [imp.ref(node.input[0])], node.output[0], **extra)
+
+
+def _concat(imp: Importer, node: Any) -> None:
+    imp.emit("concat", [imp.ref(i) for i in node.input if i], node.output[0],
+             axis=int(imp.attrs(node)["axis"]))
+
+
+def _flatten(imp: Importer, node: Any) -> None:
+    imp.emit("flatten", [imp.ref(node.input[0])], node.output[0],
+             axis=int(imp.attrs(node).get("axis", 1)))
+
+
+def _to_shape(imp: Importer, node: Any) -> None:
+    """Squeeze / Unsqueeze as a reshape to the output shape that shape inference gives."""
+    _axes_ok(imp, node)
+    out = imp.shape(node.output[0])
+    if out is None or sum(d is None for d in out) > 1:
+        raise imp.refuse(node, f"output shape {out}: a reshape needs all but one size known")
+    imp.emit("reshape", [imp.ref(node.input[0])], node.output[0],
+             shape=[-1 if d is None else int(d) for d in out])
+
+
+def _axes_ok(imp: Importer, node: Any) -> None:
+    _const_input(imp, node, 1, "axes")
+
+
+def _clip(imp: Importer, node: Any) -> None:
+    a = imp.attrs(node)
+    lo, hi = a.get("min"), a.get("max")
+    if imp.opset >= 11:
+        lo_v, hi_v = _const_input(imp, node, 1, "min"), _const_input(imp, node, 2, "max")
+        lo = None if lo_v is None else lo_v.item()
+        hi = None if hi_v is None else hi_v.item()
+    dt = imp.dtype(node.input[0])
+    if dt is None or dt.kind != "f":
+        raise imp.refuse(node, f"input dtype {dt}; graphexec's clip takes floats (its bounds are "
+                               "float attributes)")
+    if lo is not None and hi is not None and lo > hi:
+        raise imp.refuse(node, f"min {lo} > max {hi}: ONNX then gives max everywhere, graphexec's "
+                               "clip refuses such bounds")
+    bounds: dict[str, Any] = {k: float(np.asarray(v, dt)) for k, v in (("min", lo), ("max", hi))
+                              if v is not None}
+    imp.emit("clip", [imp.ref(node.input[0])], node.output[0], **bounds)
+
+
+def _softmax(op: str) -> Translate:
+    """Softmax / LogSoftmax: opset >= 13 over one axis; before, over the flattened trailing
+    axes from ``axis`` (a reshape around the gate when that is more than the last axis)."""
+    def tr(imp: Importer, node: Any) -> None:
+        x, out = node.input[0], node.output[0]
+        rank = _rank(imp, node, x)
+        axis = int(imp.attrs(node).get("axis", -1 if imp.opset >= 13 else 1)) % max(rank, 1)
+        if imp.opset >= 13 or axis == rank - 1:
+            imp.emit(op, [imp.ref(x)], out, axis=axis)
+            return
+        shape = _known(imp, node, x)
+        flat = imp.emit("reshape", [imp.ref(x)], hint=f"{out}_2d",
+                        shape=[math.prod(shape[:axis]), -1])
+        y = imp.emit(op, [flat], hint=f"{out}_{op}", axis=-1)
+        imp.emit("reshape", [y], out, shape=list(shape))
+    return tr
+
+
+# ---------------------------------------------------------------------------- reductions
+def _reduce(op: str) -> Translate:
+    """ReduceSum / ReduceMean over axes, keepdims either way: all axes with keepdims=0 is the
+    scalar ``sum``/``mean`` gate; otherwise the reduced axes are moved last and summed by a
+    matmul with a column of ones (1/k for the mean), then reshaped to ONNX's output shape."""
+    def tr(imp: Importer, node: Any) -> None:
+        a = imp.attrs(node)
+        x, out = node.input[0], node.output[0]
+        axes_v = _const_input(imp, node, 1, "axes") if imp.opset >= 13 and op == "sum" or \
+            imp.opset >= 18 else None
+        axes = [int(v) for v in (axes_v.reshape(-1) if axes_v is not None else a.get("axes", []))]
+        rank = _rank(imp, node, x)
+        if not axes and a.get("noop_with_empty_axes", 0):
+            imp.alias[out] = imp.ref(x)
+            return
+        axes = sorted({v % rank for v in axes}) if axes else list(range(rank))
+        if axes == list(range(rank)) and not a.get("keepdims", 1) and rank:
+            imp.emit(op, [imp.ref(x)], out)
+            return
+        _matmul_reduce(imp, node, op, axes, bool(a.get("keepdims", 1)))
+    return tr
+
+
+def _matmul_reduce(imp: Importer, node: Any, op: str, axes: list[int], keep: bool) -> None:
+    x, out = node.input[0], node.output[0]
+    shape = _known(imp, node, x)
+    dt = imp.dtype(x)
+    if dt is None or dt.kind != "f":
+        raise imp.refuse(node, f"input dtype {dt}: reductions over some axes are composed with a "
+                               "float matmul, which graphexec runs on floats only here")
+    if 0 in shape:
+        raise imp.refuse(node, f"input shape {shape} holds an empty axis")
+    rest = [i for i in range(len(shape)) if i not in axes]
+    k = math.prod(shape[i] for i in axes)
+    v = imp.ref(x)
+    if rest + axes != list(range(len(shape))):
+        v = imp.emit("transpose", [v], hint=f"{out}_moved", perm=rest + axes)
+    v = imp.emit("reshape", [v], hint=f"{out}_2d", shape=[math.prod(shape[i] for i in rest), k])
+    col = np.full((k, 1), 1.0 if op == "sum" else 1.0 / k, dt)
+    v = imp.emit("matmul", [v, imp.param(f"{out}_{op}_ones", col, made_up=True)],
+                 hint=f"{out}_{op}")
+    final = [1 if i in axes else shape[i] for i in range(len(shape))] if keep else \
+        [shape[i] for i in rest]
+    imp.emit("reshape", [v], out, shape=final)
+
+
+# ---------------------------------------------------------------------------- older ops
+def _dropout(imp: Importer, node: Any) -> None:
+    """Dropout in inference is the identity; training mode draws ONNX's random mask."""
+    a = imp.attrs(node)
+    training = bool(a.get("is_test", 1) == 0 and imp.opset < 7)
+    given = imp.opset >= 12 and len(node.input) > 2 and node.input[2]
+    if given and node.input[2] not in imp.consts:
+        training = True  # decided when the model runs: it may be True
+    elif given:
+        training = bool(imp.consts[node.input[2]].item())
+    if training:
+        raise imp.refuse(node, "training_mode may be True, which drops a random mask drawn by "
+                               "the ONNX runtime's generator that graphexec cannot reproduce bit "
+                               "for bit; give training_mode as the constant False (eval mode)")
+    if len(node.output) > 1 and node.output[1] and (imp.uses[node.output[1]]
+                                                     or node.output[1] in imp.graph_outputs):
+        raise imp.refuse(node, f"its mask output {node.output[1]!r} is used; graphexec imports "
+                               "Dropout in inference as the identity and computes no mask")
+    imp.alias[node.output[0]] = imp.ref(node.input[0])
+
+
+def _gemm(imp: Importer, node: Any) -> None:
+    """Gemm: constant operands are transposed and scaled at import (BASIC); a computed one gets
+    a transpose gate, and alpha/beta on computed operands a mul by a frozen scalar."""
+    a = imp.attrs(node)
+    consts = [len(node.input) > i and node.input[i] in imp.consts for i in range(3)]
+    simple = ((not a.get("transA", 0) or consts[0]) and (not a.get("transB", 0) or consts[1])
+              and (f32(a.get("alpha", 1.0)) == 1.0 or consts[0] or consts[1])
+              and (f32(a.get("beta", 1.0)) == 1.0 or len(node.input) < 3 or not node.input[2]
+                   or consts[2]))
+    if simple:
+        BASIC["Gemm"](imp, node)
+        return
+    out, dt = node.output[0], imp.dtype(node.input[0]) or np.dtype("float32")
+    ab = []
+    for i, flag in ((0, "transA"), (1, "transB")):
+        v = imp.ref(node.input[i])
+        ab.append(imp.emit("transpose", [v], hint=f"{out}_{flag}", perm=[1, 0])
+                  if a.get(flag, 0) else v)
+    y = imp.emit("matmul", ab, hint=f"{out}_AB")
+    y = _scaled(imp, y, f32(a.get("alpha", 1.0)), dt, f"{out}_alpha")
+    if len(node.input) > 2 and node.input[2]:
+        c = _scaled(imp, imp.ref(node.input[2]), f32(a.get("beta", 1.0)), dt, f"{out}_beta")
+        imp.emit("add", [y, c], out)
+    else:
+        imp.alias[out] = y
+
+
+def _scaled(imp: Importer, v: str, scale: float, dt: np.dtype[Any], hint: str) -> str:
+    if scale == 1.0:
+        return v
+    k = imp.param(hint, np.asarray(scale, dt), made_up=True)
+    return imp.emit("mul", [v, k], hint=f"{hint}_mul")
+
+
+def _softmax_ce(imp: Importer, node: Any) -> None:
+    """SoftmaxCrossEntropyLoss → softmax_cross_entropy (mean over every label) where exact:
+    (N, C, d1, ...) scores are moved to (N·d1·..., C); an ignore_index outside 0..C-1 can never
+    match a label that the gate accepts (the gate refuses such labels); ``log_prob`` is
+    log_softmax over axis 1."""
+    a = imp.attrs(node)
+    scores, labels = node.input[0], node.input[1]
+    shape = imp.shape(scores)
+    c = shape[1] if shape and len(shape) > 1 else None
+    if a.get("reduction", "mean") != "mean":
+        raise imp.refuse(node, f"reduction={a['reduction']!r}; graphexec's softmax_cross_entropy "
+                               "gives the mean over the labels only")
+    if len(node.input) > 2 and node.input[2]:
+        raise imp.refuse(node, "class weights (input 3); graphexec's softmax_cross_entropy is "
+                               "unweighted")
+    if c is None or shape is None:
+        raise imp.refuse(node, f"scores of shape {shape}: the class count (axis 1) must be known")
+    ii = a.get("ignore_index")
+    if ii is not None and 0 <= int(ii) < int(c):
+        raise imp.refuse(node, f"ignore_index={ii} is a class (0..{c - 1}); graphexec's "
+                               "softmax_cross_entropy counts every label")
+    s, y, out = imp.ref(scores), imp.ref(labels), node.output[0]
+    if len(shape) > 2:
+        perm = [0] + list(range(2, len(shape))) + [1]
+        s = imp.emit("transpose", [s], hint=f"{out}_classes_last", perm=perm)
+        s = imp.emit("reshape", [s], hint=f"{out}_scores_2d", shape=[-1, int(c)])
+        y = imp.emit("reshape", [y], hint=f"{out}_labels_1d", shape=[-1])
+    imp.emit("softmax_cross_entropy", [s, y], out)
+    if len(node.output) > 1 and node.output[1]:
+        imp.emit("log_softmax", [imp.ref(scores)], node.output[1], axis=1)
+
+
+def _identity(imp: Importer, node: Any) -> None:
+    imp.alias[node.output[0]] = imp.ref(node.input[0])
+
+
+#: ONNX op (default domain) -> translator: the basic table and the network ops.
+TRANSLATORS: dict[str, Translate] = {
+    **BASIC,
+    "Conv": _conv, "MaxPool": _pool("max_pool2d"), "AveragePool": _pool("avg_pool2d"),
+    "GlobalAveragePool": _global_avg, "BatchNormalization": _batchnorm,
+    "LayerNormalization": _layernorm, "Transpose": _transpose, "Concat": _concat,
+    "Flatten": _flatten, "Squeeze": _to_shape, "Unsqueeze": _to_shape, "Clip": _clip,
+    "Softmax": _softmax("softmax"), "LogSoftmax": _softmax("log_softmax"),
+    "ReduceSum": _reduce("sum"), "ReduceMean": _reduce("mean"), "Dropout": _dropout,
+    "Gemm": _gemm, "SoftmaxCrossEntropyLoss": _softmax_ce, "Identity": _identity,
+}
