@@ -151,7 +151,7 @@ def torch_trainer(torch: Any, dtype: str) -> tuple[Any, dict[str, Any]]:
             (p[w] * p[w]).sum() for w in ("W1", "W2", "W3"))
         loss.backward()
         opt.step()
-        return float(loss)
+        return loss.item()
 
     return step, p
 
