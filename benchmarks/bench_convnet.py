@@ -19,6 +19,7 @@ each contender is checked to give the same loss and the same updated weights.
 from __future__ import annotations
 
 import os
+import resource
 import sys
 
 if __name__ == "__main__":  # before numpy is imported (run_all.py pins threads its own way)
@@ -176,6 +177,15 @@ def net_loss_at_start(dtype: str) -> float:
     return numpy_trainer(dtype)[0]()
 
 
+def faults_per_step(step: Any, steps: int = 3) -> float:
+    """Minor page faults per call of ``step`` (each a fresh page the kernel zeroes)."""
+    step()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(steps):
+        step()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps
+
+
 def run(settings: Settings) -> list[Row]:
     torch, note = peer("torch")
     rows = []
@@ -188,7 +198,8 @@ def run(settings: Settings) -> list[Row]:
         res = compare(contenders, settings)
         for name, (t, r) in res.items():
             rows.append(Row("convnet step", case, name, t, r,
-                            goal=f"≤ {GOAL}×" if name == "graphexec" else ""))
+                            goal=f"≤ {GOAL}×" if name == "graphexec" else "",
+                            note=f"{faults_per_step(contenders[name]):.0f} page faults/step"))
         if torch is None:
             rows.append(Row("convnet step", case, "pytorch", None, None, note=note))
         else:
