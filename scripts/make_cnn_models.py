@@ -20,8 +20,9 @@ from __future__ import annotations
 import os
 import sys
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"  # before numpy loads: one BLAS thread, the same sums every run
+if __name__ == "__main__":  # before numpy loads: one BLAS thread, the same sums every run
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = "1"
 
 import pathlib  # noqa: E402
 import statistics  # noqa: E402
