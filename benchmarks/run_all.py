@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench_compile
 import bench_conv
+import bench_convnet
 import bench_inference
 import bench_load
 import bench_memory
@@ -35,6 +36,7 @@ BENCHMARKS = {
     "compile": bench_compile.run,
     "memory": bench_memory.run,
     "conv": bench_conv.run,
+    "convnet": bench_convnet.run,
 }
 
 
