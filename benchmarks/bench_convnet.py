@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 from harness import Row, Settings, compare, peer  # noqa: E402
 
 import graphexec as gx  # noqa: E402
-from graphexec.convnet import convnet  # noqa: E402
+from graphexec.nn import convnet  # noqa: E402
 
 N, C, H, F, K, HIDDEN, CLASSES = 64, 3, 32, 32, 7, 100, 10
 REG, LR, GOAL = 1e-3, 1e-3, 1.05

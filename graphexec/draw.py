@@ -235,6 +235,12 @@ def _leaves(graph: Graph, used: set[str]) -> tuple[list[str], dict[str, str]]:
             label = _leaf_label(k, "parameter", _shape_text(v.shape))
             lines.append(f'  p{i} [shape=box, style="filled", fillcolor="#fff4c2", '
                          f'color="#b08800", label={label}];')
+    for i, (k, v) in enumerate(graph.buffers.items()):  # state such as running statistics
+        if k in used:
+            ids[k] = f"s{i}"
+            label = _leaf_label(k, "buffer", _shape_text(v.shape))
+            lines.append(f'  s{i} [shape=box, style="filled,dashed", fillcolor="#eef2f7", '
+                         f'color="#6b7b8c", label={label}];')
     return lines, ids
 
 

@@ -47,13 +47,13 @@ def trace(graph: Graph, inputs: Mapping[str, Any], grad: bool = False,
     Through the public executor only: the graph is copied with every node's value exposed as an
     output; for gradients, every float wire gets an ``add`` of a zero input, whose gradient is
     exactly the one flowing along that wire (so fan-out branches show their own gradients)."""
-    taken = set(graph.inputs) | set(graph.params) | {n.name for n in graph.nodes}
+    taken = set(graph.inputs) | set(graph.params) | set(graph.buffers) | {n.name for n in graph.nodes}
     taken |= set(graph.output_map)
     shown = {_fresh("__value", taken): n.name for n in graph.nodes}
     probe = make_graph(graph.name, graph.input_decls, graph.params, _defs(graph),
-                       {**graph.output_map, **shown})
+                       {**graph.output_map, **shown}, buffers=graph.buffers, frozen=graph.frozen)
     outs = run(probe, dict(inputs))
-    values = {**graph.params, **{d.name: check_input(d, inputs[d.name])
+    values = {**graph.params, **graph.buffers, **{d.name: check_input(d, inputs[d.name])
                                  for d in graph.input_decls if d.name in inputs}}
     values.update({shown[k]: v for k, v in outs.items() if k in shown})
     seeded = [k for k in graph.output_map if k in outs and outs[k].dtype.kind == "f"]
@@ -84,7 +84,8 @@ def _wire_grads(graph: Graph, inputs: Mapping[str, Any], values: Mapping[str, np
             ins[i] = tap
             taps[eps] = (n.name, i)
         defs.append(NodeDef(n.name, n.op, tuple(ins), n.attrs, n.version))
-    ex = Executor(make_graph(graph.name, decls, graph.params, defs, graph.output_map))
+    ex = Executor(make_graph(graph.name, decls, graph.params, defs, graph.output_map,
+                             buffers=graph.buffers, frozen=graph.frozen))
     ex.forward(feed)
     grads = ex.backward({k: 1.0 for k in seeded})
     return {where: grads[eps] for eps, where in taps.items()}

@@ -155,8 +155,6 @@ def test_cli_check_cifar10_and_its_gradients_in_process():
     assert {t.name for t in report.tensors} >= {"W1", "b1", "W2", "W3"}
 
 
-@pytest.mark.xfail(strict=True, reason="cli/train.py feeds the datasets' flat rows (N, 64) "
-                   "as they are; the convnet's x is (N, 1, 8, 8) (reported, not fixed here)")
 def test_cli_evaluate_digits_cnn():
     pytest.importorskip("sklearn")
     r = _cli("evaluate", DIGITS, "--data", "digits", "--json")
@@ -171,8 +169,6 @@ def _fake_cifar(path, n=20, seed=0):
     records.tofile(path)
 
 
-@pytest.mark.xfail(strict=True, reason="cli/train.py feeds CIFAR-10's flat rows (N, 3072) as "
-                   "they are; the convnet's x is (N, 3, 32, 32) (reported, not fixed here)")
 def test_cli_train_and_evaluate_cifar10_convnet_on_binary_batches(tmp_path):
     _fake_cifar(tmp_path / "data_batch_1.bin")
     out = tmp_path / "trained.gx"
@@ -194,9 +190,6 @@ def test_draw_cifar10_convnet_names_every_layer_and_shape():
         assert f"<B>{node}</B>" in dot or f">{node}<" in dot, node
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason="graphexec/draw.py's to_dot gives "
-                   "buffers (batchnorm's running statistics) no box: KeyError 'running_mean1' "
-                   "(reported, not fixed here)")
 def test_draw_digits_cnn_with_batchnorm_buffers():
     from graphexec.draw import to_dot
 

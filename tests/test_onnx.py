@@ -86,7 +86,9 @@ def as_dtype(g, dtype="float32"):
     for d in g.input_decls:
         b.input(d.name, shape=d.shape, dtype=dtype if d.dtype.kind == "f" else d.dtype)
     for k, v in g.params.items():
-        b.param(k, v.astype(dtype) if v.dtype.kind == "f" else v)
+        b.param(k, v.astype(dtype) if v.dtype.kind == "f" else v, trainable=k not in g.frozen)
+    for k, v in g.buffers.items():
+        b.buffer(k, v.astype(dtype) if v.dtype.kind == "f" else v)
     for n in g.nodes:
         b.op(n.op, *n.inputs, name=n.name, **n.attrs)
     for k, v in g.output_map.items():

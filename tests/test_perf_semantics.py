@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import graphexec as gx
+from graphexec.errors import GraphError
 from graphexec.gate import Ctx
 from graphexec.registry import registry
 
@@ -111,7 +112,20 @@ def _inputs(op: str, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     }
     if op in table:
         return table[op]
-    return tuple(n(3, 4) for _ in range(registry().resolve(op, 1).n_inputs))
+    cls = registry().resolve(op, 1).cls
+    generic = tuple(n(3, 4) for _ in range(max(cls_inputs(op), 1)))
+    try:
+        cls().forward(Ctx(), *generic)
+        return generic
+    except (GraphError, TypeError):  # it takes other shapes or arity (images, ...): ask it
+        while True:
+            sample = tuple(np.asarray(a) for a in cls.sample_inputs(rng)[0])
+            if all(a.ndim >= 1 for a in sample):
+                return sample
+
+
+def cls_inputs(op: str) -> int:
+    return registry().resolve(op, 1).n_inputs
 
 
 def _builtin_gates() -> dict[str, type]:

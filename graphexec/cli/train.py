@@ -36,13 +36,24 @@ DATA_HELP = "spiral, digits, a .npz file with arrays x and y, or CIFAR-10 binary
 
 # ---------------------------------------------------------------------------- shared
 def _data(spec: str, seed: int, val_split: float, g: Graph) -> tuple[np.ndarray, ...]:
-    """The dataset's (Xtr, ytr, Xval, yval), X converted to the graph's input dtype."""
+    """The dataset's (Xtr, ytr, Xval, yval), X converted to the graph's input dtype, and its flat
+    rows given the graph's example shape when ``x`` declares one of the same size (the digits'
+    64 pixels as a (1, 8, 8) image for a convnet, CIFAR-10's 3072 as (3, 32, 32))."""
     Xtr, ytr, Xv, yv = load_dataset(spec, seed=seed, val_fraction=val_split)
-    dtype = next((d.dtype for d in g.input_decls if d.name == "x"), None)
-    if dtype is None:
+    decl = next((d for d in g.input_decls if d.name == "x"), None)
+    if decl is None:
         raise UsageError(f"graph {g.name!r} has no input 'x' (its inputs: {g.inputs}); train "
                          "and evaluate need inputs 'x' and 'y' and an output 'scores'")
-    return Xtr.astype(dtype), ytr, Xv.astype(dtype), yv
+    Xtr, Xv = _shaped(Xtr, decl.shape), _shaped(Xv, decl.shape)
+    return Xtr.astype(decl.dtype), ytr, Xv.astype(decl.dtype), yv
+
+
+def _shaped(X: np.ndarray, shape: tuple[int | None, ...] | None) -> np.ndarray:
+    example = None if shape is None else shape[1:]
+    if X.ndim != 2 or not example or len(example) < 2 or any(d is None for d in example):
+        return X
+    size = int(np.prod(example))  # type: ignore[arg-type]
+    return X.reshape(len(X), *example) if X.shape[1] == size else X
 
 
 def _extra(g: Graph, key: str, given: Any, kind: type) -> Any:

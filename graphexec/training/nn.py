@@ -306,4 +306,5 @@ def set_reg(g: Graph, reg: float) -> Graph:
                     else dict(n.attrs), n.version) for n in g.nodes]
     params = {k: v.copy() for k, v in g.params.items()}
     return make_graph(g.name, g.input_decls, params, defs, g.output_map, metadata=g.metadata,
-                      training=g.training)
+                      training=g.training, buffers={k: v.copy() for k, v in g.buffers.items()},
+                      frozen=g.frozen)
