@@ -276,7 +276,7 @@ def gradcheck(graph: Graph, inputs: Mapping[str, Any], *, wrt: Sequence[str] | N
     g64 = float64_copy(graph)
     feed = _feed64(graph, inputs)
     report = GradcheckReport(graph.name, eps, rtol)
-    mode = {"training": True, "seed": seed, "step": step} if training else {}
+    mode: dict[str, Any] = {"training": True, "seed": seed, "step": step} if training else {}
     buffers = dict(g64.buffers)
     with np.errstate(all="ignore"):  # a point where the graph is not finite is reported below
         seeds, analytic = _analytic(g64, feed, wrt, rng, mode)
