@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import graphexec as gx
-from graphexec.cli.main import main
 from graphexec.atomic import atomic_write
+from graphexec.cli.main import main
 
 posix = pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes, links and FIFOs")
 

@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 import pydantic
 import pytest
-from conftest import ROOT
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import graphexec as gx
 from graphexec.registry import registry
+
+from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "fuzz"))  # fuzz/mutate.py: the engine shared with the long run
 import mutate  # noqa: E402

@@ -6,12 +6,13 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import MODELS
 
 import graphexec as gx
 from graphexec.cli.main import main
 from graphexec.gradcheck import GradcheckReport, gradcheck, judge, random_inputs
 from graphexec.registry import IN_PROCESS, registry
+
+from conftest import MODELS
 
 
 def one_node(op, inputs, attrs=None, name="node"):

@@ -17,12 +17,12 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT
 
 import graphexec as gx
 from graphexec.gradcheck import gradcheck
-from graphexec.registry import registry
 from graphexec.testing import check_gate
+
+from conftest import ROOT
 
 PLUGIN = ROOT / "plugins" / "graphexec-example-gates"
 DIST = "graphexec-example-gates"

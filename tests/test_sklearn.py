@@ -8,13 +8,13 @@ import pytest
 
 sklearn = pytest.importorskip("sklearn")
 
-from sklearn.model_selection import GridSearchCV
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.model_selection import GridSearchCV  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
-import graphexec as gx
-from graphexec.sklearn import EXPECTED_FAILED_CHECKS, GraphClassifier
+import graphexec as gx  # noqa: E402
+from graphexec.sklearn import EXPECTED_FAILED_CHECKS, GraphClassifier  # noqa: E402
 
 
 def _blobs(n=150, seed=0):

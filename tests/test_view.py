@@ -9,7 +9,6 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import MODELS
 
 import graphexec as gx
 import graphexec.draw as drawmod
@@ -19,6 +18,8 @@ from graphexec.viewer import Page, view
 from graphexec.viewer.page import embed_json
 from graphexec.viewer.scene import groups, scene
 from graphexec.viewer.steps import story, text
+
+from conftest import MODELS
 
 ADD_MUL = {"x": -2.0, "y": 5.0, "z": -4.0}
 NEURON = {"w0": 2.0, "w1": -3.0, "w2": -3.0, "x0": -1.0, "x1": -2.0}

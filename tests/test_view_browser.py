@@ -13,12 +13,13 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import MODELS
 from test_view import ADD_MUL, NEURON, deep_graph
 
 import graphexec as gx
 import graphexec.draw as drawmod
 from graphexec.viewer import view
+
+from conftest import MODELS
 
 CHROMIUM = os.environ.get("GRAPHEXEC_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("GRAPHEXEC_CHROMEDRIVER", "/usr/bin/chromedriver")
