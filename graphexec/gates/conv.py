@@ -97,7 +97,7 @@ class Conv2d(Gate):
     """
 
     name, version = "conv2d", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
 
     class Attrs(Attrs):
         stride: PosPair = 1

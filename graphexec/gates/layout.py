@@ -105,7 +105,7 @@ class Concat(Gate):
     gets its own slice of dy back."""
 
     name, version = "concat", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
 
     class Attrs(Attrs):
         axis: int = 0
@@ -210,7 +210,7 @@ class Clip(Gate):
     slopes are 0 and 1 and 0 is a valid subgradient (gradcheck accepts it as a kink)."""
 
     name, version = "clip", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
 
     class Attrs(Attrs):
         min: float | None = None

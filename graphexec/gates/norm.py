@@ -45,7 +45,7 @@ class BatchNorm(Gate):
     """
 
     name, version = "batchnorm", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
     #: Inputs that are buffers (read, never differentiated by the executor).
     buffer_inputs: ClassVar[tuple[int, ...]] = (3, 4)
 
@@ -133,7 +133,7 @@ class LayerNorm(Gate):
     """
 
     name, version = "layernorm", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
 
     class Attrs(Attrs):
         normalized_ndim: int = Field(1, ge=1)
@@ -191,7 +191,7 @@ class Dropout(Gate):
     """
 
     name, version = "dropout", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
 
     class Attrs(Attrs):
         p: float = Field(0.5, ge=0.0, le=1.0)

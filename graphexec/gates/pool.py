@@ -83,7 +83,7 @@ class MaxPool2d(Gate):
     """
 
     name, version = "max_pool2d", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
     Attrs = PoolAttrs
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
@@ -131,7 +131,7 @@ class AvgPool2d(Gate):
     """
 
     name, version = "avg_pool2d", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
 
     class Attrs(PoolAttrs):
         count_include_pad: bool = True
@@ -180,7 +180,7 @@ class GlobalAvgPool(Gate):
     Local gradient 1/(H·W) for every pixel."""
 
     name, version = "global_avg_pool", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
         if x.ndim != 4:

@@ -40,7 +40,7 @@ class Softmax(Gate):
     Local gradient: dx = y ⊙ (dy - Σⱼ dyⱼ yⱼ)."""
 
     name, version = "softmax", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
     Attrs = AxisAttrs
     sample_inputs = staticmethod(_sample)
 
@@ -65,7 +65,7 @@ class LogSoftmax(Gate):
     Local gradient: dx = dy - softmax(x) · Σⱼ dyⱼ, with softmax(x) = e^y."""
 
     name, version = "log_softmax", 1
-    fresh_grads = True  # backward returns new arrays; the executor may sum into them
+    fresh_grads = True  # see Gate.fresh_grads
     Attrs = AxisAttrs
     sample_inputs = staticmethod(_sample)
 
