@@ -3,10 +3,16 @@
 The pipeline, one module per stage::
 
     file ─fileformat─► header ─graph─► Graph ─plan─► Plan ─executor─► forward/backward
+
+``import graphexec`` loads only this file and the error classes: every other public name is
+imported on first use (PEP 562 module ``__getattr__``), so that the command line and a script
+that needs one stage do not pay for numpy, pydantic, networkx and the training stack up front.
 """
 
-from graphexec.api import dumps, load, loads, save
-from graphexec.builder import GraphBuilder, Value
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from graphexec.errors import (
     DataError,
     DistributedError,
@@ -26,17 +32,43 @@ from graphexec.errors import (
     UnknownOpError,
     UsageError,
 )
-from graphexec.executor import Executor, run
-from graphexec.gate import Attrs, Ctx, Gate, NoAttrs, unbroadcast
-from graphexec.gradcheck import GradcheckReport, gradcheck
-from graphexec.graph import Graph
-from graphexec.registry import register_gate
+
+if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
+    from graphexec import draw, examples, nn, optim, testing
+    from graphexec.api import dumps, load, loads, save
+    from graphexec.builder import GraphBuilder, Value
+    from graphexec.executor import Executor, run
+    from graphexec.gate import Attrs, Ctx, Gate, NoAttrs, Spec, unbroadcast
+    from graphexec.gradcheck import GradcheckReport, gradcheck
+    from graphexec.graph import Graph
+    from graphexec.registry import register_gate
+    from graphexec.training import data
+    from graphexec.training.train import History, fit, predict
+    from graphexec.viewer import view
 
 __version__ = "0.1.0"
 
-# Heavier parts load on first use, so that `import graphexec` stays fast.
-_LAZY = {
-    "nn": ("graphexec.training.nn", None),
+#: public name -> (module, attribute in it; None: the module itself), imported on first use.
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "dumps": ("graphexec.api", "dumps"),
+    "load": ("graphexec.api", "load"),
+    "loads": ("graphexec.api", "loads"),
+    "save": ("graphexec.api", "save"),
+    "GraphBuilder": ("graphexec.builder", "GraphBuilder"),
+    "Value": ("graphexec.builder", "Value"),
+    "Executor": ("graphexec.executor", "Executor"),
+    "run": ("graphexec.executor", "run"),
+    "Attrs": ("graphexec.gate", "Attrs"),
+    "Ctx": ("graphexec.gate", "Ctx"),
+    "Gate": ("graphexec.gate", "Gate"),
+    "NoAttrs": ("graphexec.gate", "NoAttrs"),
+    "Spec": ("graphexec.gate", "Spec"),
+    "unbroadcast": ("graphexec.gate", "unbroadcast"),
+    "GradcheckReport": ("graphexec.gradcheck", "GradcheckReport"),
+    "gradcheck": ("graphexec.gradcheck", "gradcheck"),
+    "Graph": ("graphexec.graph", "Graph"),
+    "register_gate": ("graphexec.registry", "register_gate"),
+    "nn": ("graphexec.nn", None),  # the layers and mlp, plus convnet
     "optim": ("graphexec.optim", None),  # optimisers and schedules, as in 0.1
     "data": ("graphexec.training.data", None),
     "testing": ("graphexec.testing", None),
@@ -61,6 +93,10 @@ def __getattr__(name: str) -> object:
     return value
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
 __all__ = [
     "Attrs",
     "DataError",
@@ -80,6 +116,7 @@ __all__ = [
     "History",
     "data",
     "draw",
+    "examples",
     "fit",
     "gradcheck",
     "nn",
@@ -95,6 +132,7 @@ __all__ = [
     "GraphexecError",
     "NoAttrs",
     "PluginError",
+    "Spec",
     "UnknownOpError",
     "Value",
     "dumps",

@@ -245,12 +245,11 @@ def test_closed_pipe_exits_quietly():
 
 
 def test_ctrl_c_on_any_verb_is_one_line_exit_130(monkeypatch, capsys):
-    import graphexec.cli.inspect as cli_inspect
-
     def interrupted(path):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli_inspect, "read_header", interrupted)
+    # cmd_info imports read_header when it runs (start-up time), so it is replaced at its source
+    monkeypatch.setattr("graphexec.fileformat.read_header", interrupted)
     assert main(["info", str(MODELS / "add_mul.gx")]) == 130
     assert capsys.readouterr().err == "interrupted\n"
 

@@ -124,7 +124,7 @@ def test_cli_predict_failure_leaves_the_old_output(files, monkeypatch, capsys):
             raise GraphError("boom")
         return real(g_, X_, out)
 
-    monkeypatch.setattr("graphexec.cli.predict.forward_chunk", failing)
+    monkeypatch.setattr("graphexec.inference.forward_chunk", failing)  # imported when predict runs
     assert main(["predict", str(d / "net.gx"), "--input", str(d / "x.npy"), "-o",
                  str(d / "s.npy"), "--batch-size", "100"]) == 2
     assert capsys.readouterr().err == "error: boom\n"

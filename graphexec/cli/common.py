@@ -8,12 +8,14 @@ import json
 import math
 import sys
 from collections.abc import Iterator
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from graphexec.errors import UsageError as UsageError  # re-exported: the verbs import it from here
-from graphexec.graph import Graph
+
+if TYPE_CHECKING:  # numpy and the graph stage load when a command runs, not for --help
+    import numpy as np
+
+    from graphexec.graph import Graph
 
 NPY_MAGIC = b"\x93NUMPY"
 
@@ -33,6 +35,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def _read_npy(name: str, path: str) -> np.ndarray:
     """A .npy file, refusing anything else by its magic bytes (never unpickled)."""
+    import numpy as np
+
     try:
         with open(path, "rb") as f:
             head = f.read(len(NPY_MAGIC))
@@ -86,6 +90,8 @@ def parse_assignments(items: list[str] | None) -> dict[str, Any]:
 
 def check_feed(g: Graph, feed: dict[str, Any]) -> None:
     """Refuse a boolean array for a float input (numpy would silently make it 0.0 / 1.0)."""
+    import numpy as np
+
     decls = {d.name: d for d in g.input_decls}
     for name, value in feed.items():
         d = decls.get(name)
@@ -112,6 +118,8 @@ def user_data(what: str) -> Iterator[None]:
 
 def to_json(a: np.ndarray) -> Any:
     """An array as JSON numbers / nested lists (NaN and infinities as strings)."""
+    import numpy as np
+
     def fix(v: Any) -> Any:
         if isinstance(v, list):
             return [fix(x) for x in v]
@@ -126,5 +134,7 @@ def emit_json(obj: Any) -> None:
 
 
 def fmt(a: np.ndarray) -> str:
+    import numpy as np
+
     a = np.asarray(a)
     return repr(a.item()) if a.ndim == 0 else np.array2string(a, precision=6, separator=", ")

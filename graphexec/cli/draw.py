@@ -7,12 +7,13 @@ from typing import Any
 
 import graphexec as gx
 from graphexec.cli.common import check_feed, parse_assignments, user_data
-from graphexec.draw import render
 
 __all__ = ["cmd_draw", "register"]
 
 
 def cmd_draw(args: argparse.Namespace) -> int:
+    from graphexec.draw import render
+
     g = gx.load(args.file)
     feed = parse_assignments(args.input)
     check_feed(g, feed)

@@ -12,11 +12,12 @@ import inspect
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphexec.cli.common import emit_json
-from graphexec.gate import attr_fields, input_names
-from graphexec.registry import GateInfo, Registry, registry
+
+if TYPE_CHECKING:  # the registry (and the gates' pydantic models) load when the verb runs
+    from graphexec.registry import GateInfo, Registry
 
 __all__ = ["cmd_gates", "describe_gate", "register"]
 
@@ -42,6 +43,8 @@ def _plain(v: Any) -> Any:
 
 def describe_gate(info: GateInfo) -> dict[str, Any]:
     """Docstring, inputs (from ``forward``'s signature) and attributes of one gate."""
+    from graphexec.gate import attr_fields, input_names
+
     cls = info.cls
     return {
         "op": info.name, "version": info.version, "dist": info.dist,
@@ -78,6 +81,8 @@ def _quiet_broken_pipe() -> None:
 
 
 def cmd_gates(args: argparse.Namespace) -> int:
+    from graphexec.registry import registry
+
     reg = registry()
     try:
         if args.name is not None:

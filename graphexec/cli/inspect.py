@@ -7,12 +7,9 @@ import argparse
 import io
 import os
 from collections import Counter
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 import graphexec as gx
-from graphexec.atomic import atomic_write
 from graphexec.cli.common import (
     UsageError,
     check_feed,
@@ -23,10 +20,11 @@ from graphexec.cli.common import (
     user_data,
 )
 from graphexec.errors import GraphexecError, UnknownOpError
-from graphexec.fileformat import read_header
-from graphexec.fileformat.schema import Header, version_of
-from graphexec.registry import registry
-from graphexec.summary import format_table, summarize
+
+if TYPE_CHECKING:  # the file format and numpy load when a verb runs, not for --help
+    import numpy as np
+
+    from graphexec.fileformat.schema import Header
 
 __all__ = ["cmd_check", "cmd_info", "cmd_run", "register"]
 
@@ -34,6 +32,8 @@ __all__ = ["cmd_check", "cmd_info", "cmd_run", "register"]
 def _node_ops(h: Header) -> list[dict[str, Any]]:
     """Each (op, version) the nodes use, resolved in the registry: a file's ``ops`` list is only
     a claim (a file may list ops its nodes do not use, or leave out ones they do)."""
+    from graphexec.registry import registry
+
     listed = {(o.op, o.version): o for o in h.ops}
     reg = registry()
     rows = []
@@ -58,6 +58,12 @@ def _refuse_empty(path: str) -> None:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Header only: the tensor bytes are never read."""
+    import numpy as np
+
+    from graphexec.fileformat import read_header
+    from graphexec.fileformat.schema import version_of
+    from graphexec.summary import format_table, summarize
+
     _refuse_empty(args.file)
     try:
         h = read_header(args.file)
@@ -107,6 +113,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def _save_npz(path: str, outs: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
     """Outputs under their names, gradients as ``grad/NAME`` (one archive, written atomically)."""
+    import numpy as np
+
+    from graphexec.atomic import atomic_write
+
     if not path.endswith(".npz"):
         raise UsageError(f"--save expects a file name ending in .npz, got {path!r}")
     arrays = {**{k: np.asarray(v) for k, v in outs.items()},
@@ -121,6 +131,8 @@ def _save_npz(path: str, outs: dict[str, np.ndarray], grads: dict[str, np.ndarra
 
 def _seeds(g: gx.Graph, outs: dict[str, np.ndarray], grad_of: list[str] | None) -> Any:
     """``--grad-of``: a seed of ones for only these outputs (None: every float output)."""
+    import numpy as np
+
     if not grad_of:
         return None
     for name in grad_of:
@@ -164,6 +176,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    import numpy as np
+
     g = _load(args.file)
     result: dict[str, Any] = {"file": args.file, "valid": True, "nodes": len(g.nodes)}
     with user_data(args.file):

@@ -1,17 +1,22 @@
 """``graphexec`` entry point: the parser and the dispatch. The verbs live in one module per
 family (:data:`COMMANDS`); a user's mistake is one error line; exit codes 0 (success), 1 (a
-check failed), 2 (bad usage or bad input)."""
+check failed), 2 (bad usage or bad input).
+
+Start-up is part of the interface: building the parser imports no numpy, pydantic or networkx
+(``graphexec --help`` stays fast). Each verb imports what it needs when it runs, and options
+whose help quotes a heavy module are added when their parser is first used
+(:meth:`Parser.defer`)."""
 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import os
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import graphexec as gx
-from graphexec.cli import draw, gates, inspect, onnx, predict, train, view
+from graphexec.cli import draw, gates, inspect, onnx, predict, train_parsers, view
 from graphexec.cli.common import HelpFormatter, emit_json
 from graphexec.errors import GraphexecError, printable
 
@@ -19,7 +24,7 @@ __all__ = ["entry", "main"]
 
 #: One module per verb family; each has ``register(subparsers)`` setting ``func`` on its parsers.
 #: A new verb is a new module listed here.
-COMMANDS = (inspect, gates, train, draw, onnx, view, predict)
+COMMANDS = (inspect, gates, train_parsers, draw, onnx, view, predict)
 
 
 class ArgError(Exception):
@@ -31,30 +36,74 @@ class ArgError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """Every (sub)parser: help lines with defaults; usage mistakes go through :func:`main`."""
+    """Every (sub)parser: help lines with defaults; usage mistakes go through :func:`main`;
+    options added by :meth:`defer` appear when the parser is first used."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+        self._deferred: list[Callable[[argparse.ArgumentParser], None]] = []
+
+    def defer(self, add_options: Callable[[argparse.ArgumentParser], None]) -> None:
+        """Call ``add_options(self)`` just before this parser parses or formats its help,
+        so that ``graphexec --help`` never imports what those options' help quotes."""
+        self._deferred.append(add_options)
+
+    def complete(self) -> None:
+        """Add every deferred option now."""
+        while self._deferred:
+            self._deferred.pop(0)(self)
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        self.complete()
+        return super().parse_known_args(*args, **kwargs)
+
+    def format_usage(self) -> str:
+        self.complete()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self.complete()
+        return super().format_help()
 
     def error(self, message: str) -> NoReturn:
         raise ArgError(self, message)
 
 
 def _version() -> str:
+    import importlib.metadata  # ~50 ms to import: only for --version
+
     try:
         return importlib.metadata.version("graphexec")
     except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
         return gx.__version__
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _VersionAction(argparse.Action):
+    """``--version``: argparse's version action, with the version looked up only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: Any = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        sys.stdout.write(f"graphexec {_version()}\n")
+        parser.exit()
+
+
+def build_parser(*, lazy: bool = False) -> argparse.ArgumentParser:
+    """The whole parser; with ``lazy``, deferred options are added only to the subparser
+    that is used (what :func:`main` does)."""
     p = Parser(prog="graphexec", description="Run computational graphs stored in files.")
-    p.add_argument("--version", action="version", version=f"graphexec {_version()}",
-                   help="print the version and exit")
+    p.add_argument("--version", action=_VersionAction, help="print the version and exit")
     sub = p.add_subparsers(dest="command", required=True)
     for module in COMMANDS:
         module.register(sub)
+    if not lazy:
+        for s in sub.choices.values():
+            if isinstance(s, Parser):
+                s.complete()
     return p
 
 
@@ -62,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit code. A user's mistake prints one line, no traceback
     (with ``--json``, one JSON object ``{"error": ..., "exit_code": 2}`` on stdout)."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
+    parser = build_parser(lazy=True)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version

@@ -89,12 +89,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: Any) -> None:
+def _export_options(s: argparse.ArgumentParser) -> None:
     from graphexec.onnx_io.export import DEFAULT_OPSET
 
-    s = subparsers.add_parser("export", help="write the forward graph as ONNX",
-                              description="Write the forward graph as standard ONNX ops "
-                                          "(parameters as initializers). Needs graphexec[onnx].")
     s.add_argument("file", help="the graph to export (.gx)")
     s.add_argument("-o", "--output", required=True, metavar="OUT.onnx",
                    help="the model to write (must end in .onnx)")
@@ -109,6 +106,13 @@ def register(subparsers: Any) -> None:
                    help=f"ONNX opset of the default domain (default {DEFAULT_OPSET})")
     s.add_argument("--json", dest="json", action="store_true",
                    help="print what was written as one JSON object (default: one line of text)")
+
+
+def register(subparsers: Any) -> None:
+    s = subparsers.add_parser("export", help="write the forward graph as ONNX",
+                              description="Write the forward graph as standard ONNX ops "
+                                          "(parameters as initializers). Needs graphexec[onnx].")
+    s.defer(_export_options)  # the default opset is the exporter's; imported on first use
     s.set_defaults(func=cmd_export)
     s = subparsers.add_parser("import", help="read an ONNX model (the supported op subset) as .gx",
                               description="Translate an ONNX model into a graphexec graph; a model "

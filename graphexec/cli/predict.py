@@ -16,25 +16,17 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 import graphexec as gx
-from graphexec import nn
 from graphexec.cli.common import UsageError
 from graphexec.errors import printable
-from graphexec.graph import Graph
-from graphexec.inference import (
-    NpyWriter,
-    chunks,
-    default_batch_size,
-    drop_pages,
-    forward_chunk,
-    open_npy,
-    output_spec,
-)
-from graphexec.train import has_tqdm
+
+if TYPE_CHECKING:  # numpy, the graph and inference load when a verb runs, not for --help
+    import numpy as np
+
+    from graphexec.graph import Graph
+    from graphexec.inference import NpyWriter
 
 __all__ = ["add_cluster_flags", "register", "sweep_graphs"]
 
@@ -77,6 +69,7 @@ def sweep_graphs(args: argparse.Namespace, hidden: list[int], regs: list[float],
     if not _wants_cluster(args):
         return None
     from graphexec import distributed
+    from graphexec.training import nn
 
     builder = functools.partial(nn.mlp, activation=args.activation, seed=args.seed,
                                 dtype=args.dtype)
@@ -91,6 +84,8 @@ def sweep_graphs(args: argparse.Namespace, hidden: list[int], regs: list[float],
 
 # ---------------------------------------------------------------------------- predict
 def _cast_to(g: Graph, X: np.ndarray, path: str) -> np.dtype[Any]:
+    import numpy as np
+
     want = next((d.dtype for d in g.input_decls if d.name == "x"), None)
     if want is None:
         raise UsageError(f"graph {g.name!r} has no input 'x' (its inputs: {g.inputs}); predict "
@@ -102,6 +97,8 @@ def _cast_to(g: Graph, X: np.ndarray, path: str) -> np.dtype[Any]:
 
 
 def _bar(args: argparse.Namespace, total: int) -> Any:
+    from graphexec.training.progress import has_tqdm
+
     if args.no_progress or not sys.stderr.isatty() or not has_tqdm():
         return None
     from tqdm import tqdm
@@ -112,6 +109,10 @@ def _bar(args: argparse.Namespace, total: int) -> Any:
 def _local(g: Graph, X: np.ndarray, want: np.dtype[Any], writer: NpyWriter, bs: int,
            args: argparse.Namespace, bar: Any) -> None:
     """Chunk by chunk in this process: read, forward, write, forget."""
+    import numpy as np
+
+    from graphexec.inference import chunks, drop_pages, forward_chunk
+
     for start, stop in chunks(len(X), bs):
         y = forward_chunk(g, np.asarray(X[start:stop], dtype=want), args.output)
         writer.write(start, y.argmax(axis=1) if args.labels else y)
@@ -121,6 +122,10 @@ def _local(g: Graph, X: np.ndarray, want: np.dtype[Any], writer: NpyWriter, bs: 
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from graphexec.inference import NpyWriter, default_batch_size, open_npy, output_spec
+
     g = gx.load(args.file)
     if args.output not in g.outputs:
         raise UsageError(f"--output {args.output!r}: graph {g.name!r} has outputs {g.outputs}")
