@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import numpy as np
 import pydantic
 
@@ -141,6 +140,8 @@ def _order(defs: Sequence[NodeDef]) -> list[NodeDef]:
     index = {d.name: i for i, d in enumerate(defs)}
     if _already_ordered(defs, index):
         return list(defs)
+    import networkx as nx  # only for files out of order: ~150 ms to import, so not up front
+
     g = nx.DiGraph()
     g.add_nodes_from(index)
     g.add_edges_from((src, d.name) for d in defs for src in d.inputs if src in index)

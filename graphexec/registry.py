@@ -8,8 +8,9 @@ This module discovers and resolves; importing and checking one entry point is
 
 * **Discover** lists the entry points and imports nothing: the result is a read-only table of
   who offers which op name.
-* **Load** imports one distribution's gates the first time one of its ops is needed (by a graph
-  being loaded or built, or by ``graphexec gates``), each entry point in isolation: any failure
+* **Load** imports one entry point the first time its op is needed (by a graph being loaded or
+  built), or every entry point of a distribution when all are asked for (``graphexec gates``,
+  ``Registry.broken``), each entry point in isolation: any failure
   short of ``KeyboardInterrupt`` (an ``ImportError``, ``SystemExit`` at import, a class that
   cannot be inspected, an exception whose ``repr`` raises) becomes a reported ``PluginError``
   and the other gates still load. A plugin whose import hangs blocks only the graphs that use it.
@@ -44,10 +45,11 @@ from graphexec.plugin_load import (
     GateInfo,
     bound,
     describe_exception,
-    entry_of,
+    dist_load,
+    entries_of,
     gate_input_count,
-    load_dist,
     load_entry,
+    load_one,
     validate_gate_class,
 )
 
@@ -91,7 +93,7 @@ def _rank(dist: str) -> tuple[int, str]:
 
 class _Table:
     """What discovery found (read-only: op name → entries offering it, in policy order), plus
-    each distribution's gates, loaded on first need and not changed after."""
+    each entry point's gate (or failure), loaded on first need and not changed after."""
 
     def __init__(self, entries: Iterable[Entry], disabled: Iterable[Entry], off: bool):
         offers: dict[str, list[Entry]] = {}
@@ -108,32 +110,45 @@ class _Table:
             skipped.setdefault(e.name, e)
         self.disabled: Mapping[str, Entry] = MappingProxyType(skipped)
         self.off = off
+        # by id(): the table holds every Entry for its lifetime (a test's stand-in for an
+        # importlib EntryPoint need not be hashable)
+        self._done: dict[int, GateInfo | BrokenPlugin] = {}
         self._loaded: dict[str, DistLoad] = {}
         # One lock per distribution: a plugin whose import hangs blocks only its own ops.
         self._locks = {d: threading.RLock() for d in dists}
 
+    def entry(self, e: Entry) -> GateInfo | BrokenPlugin:
+        """``e`` imported and validated, once. Only the gates a graph uses are imported:
+        importing all of graphexec's own gate modules cost ~40 ms of every start-up."""
+        done = self._done.get(id(e))
+        if done is None:
+            with self._locks[e.dist]:
+                done = self._done.get(id(e))
+                if done is None:
+                    done = self._done[id(e)] = load_one(e)
+        return done
+
     def load(self, dist: str) -> DistLoad:
+        """Every entry point of ``dist``."""
         done = self._loaded.get(dist)
         if done is None:
-            with self._locks[dist]:
-                done = self._loaded.get(dist)
-                if done is None:
-                    done = self._loaded[dist] = load_dist(self.dists[dist])
+            entries = self.dists[dist]
+            done = self._loaded[dist] = dist_load(entries, [self.entry(e) for e in entries])
         return done
 
     def installed(self, op: str) -> GateInfo | None:
         """The winning gate for ``op``: the first offer, in policy order, that loads."""
         for e in self.offers.get(op, ()):
-            info = self.load(e.dist).gates.get(op)
-            if info is not None:
+            info = self.entry(e)
+            if isinstance(info, GateInfo):
                 return info
         return None
 
     def broken_offer(self, op: str) -> BrokenPlugin | None:
         for e in self.offers.get(op, ()):
-            for b in self.load(e.dist).broken:
-                if b.entry == op:
-                    return b
+            b = self.entry(e)
+            if isinstance(b, BrokenPlugin):
+                return b
         return None
 
 
@@ -284,7 +299,7 @@ def build_registry(eps: Iterable[Any] | None = None) -> Registry:
     ``GRAPHEXEC_DISABLE_PLUGINS`` applies to discovered entry points, not to ``eps`` given.
     """
     off = eps is None and _plugins_disabled()
-    entries = installed_entries() if eps is None else [entry_of(ep) for ep in eps]
+    entries = installed_entries() if eps is None else entries_of(eps)
     kept = [e for e in entries if not off or e.dist == OWN_DIST]
     skipped = [e for e in entries if off and e.dist != OWN_DIST]
     return Registry(_Table(kept, skipped, off))
@@ -292,7 +307,7 @@ def build_registry(eps: Iterable[Any] | None = None) -> Registry:
 
 def installed_entries() -> list[Entry]:
     """Every installed ``graphexec.gates`` entry point (imports nothing; ignores DISABLE_ENV)."""
-    return [entry_of(ep) for ep in entry_points(group=GROUP)]
+    return entries_of(entry_points(group=GROUP))
 
 
 def discover() -> Registry:

@@ -8,7 +8,6 @@ short by a closed pipe (``graphexec gates | head -1``) ends the command quietly.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import sys
@@ -43,6 +42,8 @@ def _plain(v: Any) -> Any:
 
 def describe_gate(info: GateInfo) -> dict[str, Any]:
     """Docstring, inputs (from ``forward``'s signature) and attributes of one gate."""
+    import inspect
+
     from graphexec.gate import attr_fields, input_names
 
     cls = info.cls

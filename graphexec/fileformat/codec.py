@@ -21,7 +21,6 @@ import msgpack
 import numpy as np
 import pydantic
 
-from graphexec.atomic import atomic_write
 from graphexec.dtypes import DTYPES
 from graphexec.errors import GraphFileError, ScanError, first_problem
 from graphexec.fileformat.scan import scan
@@ -157,6 +156,8 @@ def encode(header: Header, tensors: Sequence[np.ndarray]) -> Iterator[bytes | me
 
 def write_file(path: str | os.PathLike[str], header: Header, tensors: Sequence[np.ndarray]) -> None:
     """Write a graph file atomically (see :func:`graphexec.atomic.atomic_write`)."""
+    from graphexec.atomic import atomic_write  # only for writing: reading stays lighter
+
     atomic_write(path, encode(header, tensors))
 
 
