@@ -25,6 +25,7 @@ import bench_inference
 import bench_load
 import bench_memory
 import bench_overhead
+import bench_startup
 import bench_train
 from harness import Row, Settings, machine_facts, peer, table
 
@@ -37,6 +38,7 @@ BENCHMARKS = {
     "memory": bench_memory.run,
     "conv": bench_conv.run,
     "convnet": bench_convnet.run,
+    "startup": bench_startup.run,
 }
 
 
