@@ -11,6 +11,8 @@ that needs one stage do not pay for numpy, pydantic, networkx and the training s
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import TYPE_CHECKING
 
 from graphexec.errors import (
@@ -95,6 +97,21 @@ def __getattr__(name: str) -> object:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
+
+
+class _Package(types.ModuleType):
+    """The ``graphexec`` module object. Importing a submodule binds it on its package, so the
+    first ``import graphexec.gradcheck`` (by anyone) would shadow the lazily imported function
+    ``gx.gradcheck``; binding keeps the function of that name instead, as the eager
+    ``from graphexec.gradcheck import gradcheck`` of 0.1 did."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if isinstance(value, types.ModuleType) and _LAZY.get(name) == (value.__name__, name):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [

@@ -167,3 +167,13 @@ def test_discovery_reads_each_distributions_metadata_once():
     reg = regmod.build_registry([_EP(f"op{i}", dist) for i in range(10)])
     assert dist.reads == 2  # name and version, once for the distribution
     assert reg.names() == sorted(f"op{i}" for i in range(10))
+
+
+def test_importing_the_gradcheck_module_first_keeps_gx_gradcheck_the_function():
+    """The submodule ``graphexec.gradcheck`` is bound on the package when it is first imported;
+    with lazy names that shadowed the function ``gx.gradcheck`` (a suite run in this order
+    failed with "'module' object is not callable")."""
+    _loaded_after("import graphexec.gradcheck\nimport graphexec as gx\n"
+                  "from graphexec.gradcheck import gradcheck, GradcheckReport\n"
+                  "assert gx.gradcheck is gradcheck and callable(gx.gradcheck)\n"
+                  "assert gx.GradcheckReport is GradcheckReport")
