@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from graphexec import codegen
+from graphexec.codegen import Compiled, failed_node
 from graphexec.errors import ExecutionError, GraphError, GraphexecError
 from graphexec.gate import Ctx
 from graphexec.graph import Graph, InputDecl
@@ -85,10 +87,9 @@ class Executor:
         if feed:
             raise GraphError(f"unknown input {sorted(feed)[0]!r}; the graph's inputs are "
                              f"{self.graph.inputs}")
-        for slot, name in self.plan.params:
-            vals[slot] = self.graph.params[name]
-        for slot, name in self.plan.buffers:
-            vals[slot] = self.graph.buffers[name]
+        plan = self.plan  # parameter and buffer slots are contiguous (see Plan)
+        vals[plan.param_span] = map(self.graph.params.__getitem__, plan.param_names)
+        vals[plan.buffer_span] = map(self.graph.buffers.__getitem__, plan.buffer_names)
         return vals
 
     def _missing(self, sched: ForwardSchedule, vals: list[Any]) -> None:
@@ -120,6 +121,26 @@ class Executor:
         # keep: every ctx is kept for backward; otherwise a throwaway ctx per node, and each
         # value dropped after its last reader.
         ctxs: list[Ctx | None] | None = [None] * len(self.graph.nodes) if keep else None
+        mode = ("run" if key is None else "") if not keep else ("keep" if key is None else "train")
+        code = self._code_for(sched, mode) if mode else None
+        if code is not None:
+            try:
+                code.fn(vals, ctxs, *(key or (0, 0)))
+            except Exception as e:
+                _gate_failed(self.graph, failed_node(code, e.__traceback__), "forward", e)
+            proposed = ([] if key is None or ctxs is None else
+                        [(k, c) for k, c in enumerate(ctxs) if c is not None and "updates" in c.__dict__])
+        else:
+            proposed = self._interpret(sched, vals, ctxs, key, keep)
+        if proposed:
+            self._apply_updates(proposed)
+        if ctxs is not None:
+            self._fwd, self._vals, self._ctxs = sched, vals, ctxs
+        return {name: vals[s] for name, s in sched.outputs}
+
+    def _interpret(self, sched: ForwardSchedule, vals: list[Any], ctxs: list[Ctx | None] | None,
+                   key: tuple[int, int] | None, keep: bool) -> list[tuple[int, Ctx]]:
+        """The forward loop, one step at a time: the reference that compiled code follows."""
         release = repeat(()) if keep else sched.release
         node_keys = self.plan.node_keys
         proposed: list[tuple[int, Ctx]] = []
@@ -147,11 +168,27 @@ class Executor:
                     vals[s] = None
         except Exception as e:
             _gate_failed(self.graph, k, "forward", e)
-        if proposed:
-            self._apply_updates(proposed)
-        if ctxs is not None:
-            self._fwd, self._vals, self._ctxs = sched, vals, ctxs
-        return {name: vals[s] for name, s in sched.outputs}
+        return proposed
+
+    def _code_for(self, sched: ForwardSchedule | BackwardSchedule, mode: str) -> Compiled | None:
+        """The schedule's compiled code for ``mode``, compiling it once it has run
+        :data:`graphexec.codegen.COMPILE_AFTER` times; None: interpret this run."""
+        code: Compiled | None = sched.code.get(mode)
+        if code is None:
+            runs = sched.runs[mode] = sched.runs.get(mode, 0) + 1
+            if runs > codegen.COMPILE_AFTER and len(sched.steps) <= codegen.MAX_STEPS:
+                code = self._compile(sched, mode)
+                with self.plan._lock:
+                    sched.code[mode] = code
+        return code
+
+    def _compile(self, sched: ForwardSchedule | BackwardSchedule, mode: str) -> Compiled:
+        if isinstance(sched, ForwardSchedule):
+            return codegen.forward_code(sched.steps, sched.release, mode, self.plan.node_keys)
+        nodes = self.graph.nodes
+        return codegen.backward_code(
+            sched.steps, sched.seeded, [s for _, s in sched.wrt],
+            lambda k, i, d, v: _checked(nodes[k], i, d, v), lambda k, d: _bad_count(nodes[k], d))
 
     def _apply_updates(self, proposed: list[tuple[int, Ctx]]) -> None:
         """Check every buffer update the gates proposed, then apply them all (or none).
@@ -189,13 +226,22 @@ class Executor:
         grads: list[Any] = [None] * self.plan.n_slots
         seeded = self._seed(fwd, vals, grads, seeds)
         sched = self.plan.backward(fwd, seeded, self.plan.grad_leaves if wrt is None else wrt)
-        self._backward_loop(sched, vals, ctxs, grads)
+        code = self._code_for(sched, "bwd")
+        if code is not None:
+            try:
+                got = code.fn(vals, ctxs, grads)
+            except Exception as e:
+                _gate_failed(self.graph, failed_node(code, e.__traceback__), "backward", e)
+            foreign: Iterable[bool] = code.foreign
+        else:
+            self._backward_loop(sched, vals, ctxs, grads)
+            got = [grads[s] for _, s in sched.wrt]
+            foreign = repeat(True)
         out = {}
-        for name, s in sched.wrt:
-            g = grads[s]
+        for (name, s), g, check in zip(sched.wrt, got, foreign):
             if g is None:  # nothing flows to it (an unused input or parameter)
                 g = np.zeros_like(vals[s])
-            elif not g.flags.writeable:  # a broadcast view, say: hand out an array of its own
+            elif check and not g.flags.writeable:  # a broadcast view, say: an array of its own
                 g = np.array(g)
             out[name] = g
         return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import compress
 from typing import Any, NamedTuple
 
@@ -53,6 +53,9 @@ class ForwardSchedule:
     steps: tuple[Step, ...]
     release: tuple[tuple[int, ...], ...]
     computed: frozenset[int]
+    #: The executor's run counts and compiled code per mode (see :mod:`graphexec.codegen`).
+    runs: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    code: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,9 @@ class BackwardSchedule:
 
     steps: tuple[BackStep, ...]
     wrt: tuple[tuple[str, int], ...]
+    seeded: tuple[int, ...] = ()  # slots of the seeded outputs (one each, in order)
+    runs: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    code: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class Plan:
@@ -76,6 +82,11 @@ class Plan:
         self.params = tuple((self.slot[k], k) for k in graph.params)
         self.buffers = tuple((self.slot[k], k) for k in graph.buffers)
         self.buffer_of = {s: k for s, k in self.buffers}
+        n_in, n_p, n_b = len(graph.inputs), len(graph.params), len(graph.buffers)
+        self.param_span = slice(n_in, n_in + n_p)  # the slots of params, then of buffers
+        self.param_names = tuple(graph.params)
+        self.buffer_span = slice(n_in + n_p, n_in + n_p + n_b)
+        self.buffer_names = tuple(graph.buffers)
         #: Per node, the stable part of its random-number key (see ``ctx_rng_key``).
         self.node_keys = tuple(stable_hash(n.name) for n in graph.nodes)
         slot_of = self.slot.__getitem__
@@ -166,7 +177,8 @@ class Plan:
                 # gone, instead of being held through the whole backward pass.
                 leaves_only = all(s not in self.producer for _, s in targets)
                 (last if leaves_only else steps).append(step)
-        return BackwardSchedule(tuple(steps + last), wrt_slots)
+        seeded = tuple(dict.fromkeys(self.output_slot(n) for n in sorted(seeds)))
+        return BackwardSchedule(tuple(steps + last), wrt_slots, seeded)
 
 
 def stable_hash(name: str) -> int:
