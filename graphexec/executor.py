@@ -7,6 +7,7 @@ gradient's shape and dtype against its input, and frees each node's ctx as soon 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from itertools import repeat
 from typing import Any
 
@@ -55,6 +56,7 @@ def check_input(decl: InputDecl, value: Any) -> np.ndarray:
     return arr
 
 
+@lru_cache(maxsize=1024)  # a training loop feeds the same few shapes again and again
 def _shape_fits(want: tuple[int | None, ...], got: tuple[int, ...]) -> bool:
     if len(want) != len(got):
         return False

@@ -53,6 +53,7 @@ class ForwardSchedule:
     steps: tuple[Step, ...]
     release: tuple[tuple[int, ...], ...]
     computed: frozenset[int]
+    names: frozenset[str] = frozenset()  # the output names (the schedule's cache key)
     #: The executor's run counts and compiled code per mode (see :mod:`graphexec.codegen`).
     runs: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     code: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -96,6 +97,8 @@ class Plan:
         self.grad_leaves = tuple(
             [d.name for d in graph.input_decls if d.dtype.kind == "f"]
             + [k for k, v in graph.params.items() if v.dtype.kind == "f"])
+        self._all_outputs = frozenset(graph.output_map)
+        self._all_leaves = frozenset(self.grad_leaves)
         self._fwd: dict[frozenset[str], ForwardSchedule] = {}
         self._bwd: dict[tuple[frozenset[str], frozenset[str], frozenset[str]], BackwardSchedule] = {}
         self._lock = threading.Lock()
@@ -108,7 +111,7 @@ class Plan:
                              f"its outputs are {self.graph.outputs}") from None
 
     def forward(self, outputs: Iterable[str] | None = None) -> ForwardSchedule:
-        key = frozenset(self.graph.outputs if outputs is None else outputs)
+        key = self._all_outputs if outputs is None else frozenset(outputs)
         sched = self._fwd.get(key)
         if sched is None:
             sched = self._compile_forward(key)
@@ -136,10 +139,11 @@ class Plan:
                 release[i] += (s,)
         leaves = tuple((d.name, s) for s, d in self.inputs if s in needed)
         return ForwardSchedule(outs, leaves, steps, tuple(release),
-                               frozenset(node_out[k] for k in ks))
+                               frozenset(node_out[k] for k in ks), outputs)
 
     def backward(self, fwd: ForwardSchedule, seeds: Iterable[str], wrt: Iterable[str]) -> BackwardSchedule:
-        key = (frozenset(n for n, _ in fwd.outputs), frozenset(seeds), frozenset(wrt))
+        wrt_key = self._all_leaves if wrt is self.grad_leaves else frozenset(wrt)
+        key = (fwd.names, frozenset(seeds), wrt_key)
         sched = self._bwd.get(key)
         if sched is None:
             sched = self._compile_backward(fwd, key[1], key[2])
