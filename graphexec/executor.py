@@ -13,8 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from graphexec import codegen
-from graphexec.codegen import Compiled, failed_node
 from graphexec.errors import ExecutionError, GraphError, GraphexecError
 from graphexec.gate import Ctx
 from graphexec.graph import Graph, InputDecl
@@ -123,17 +121,7 @@ class Executor:
         # keep: every ctx is kept for backward; otherwise a throwaway ctx per node, and each
         # value dropped after its last reader.
         ctxs: list[Ctx | None] | None = [None] * len(self.graph.nodes) if keep else None
-        mode = ("run" if key is None else "") if not keep else ("keep" if key is None else "train")
-        code = self._code_for(sched, mode) if mode else None
-        if code is not None:
-            try:
-                code.fn(vals, ctxs, *(key or (0, 0)))
-            except Exception as e:
-                _gate_failed(self.graph, failed_node(code, e.__traceback__), "forward", e)
-            proposed = ([] if key is None or ctxs is None else
-                        [(k, c) for k, c in enumerate(ctxs) if c is not None and "updates" in c.__dict__])
-        else:
-            proposed = self._interpret(sched, vals, ctxs, key, keep)
+        proposed = self._interpret(sched, vals, ctxs, key, keep)
         if proposed:
             self._apply_updates(proposed)
         if ctxs is not None:
@@ -142,7 +130,7 @@ class Executor:
 
     def _interpret(self, sched: ForwardSchedule, vals: list[Any], ctxs: list[Ctx | None] | None,
                    key: tuple[int, int] | None, keep: bool) -> list[tuple[int, Ctx]]:
-        """The forward loop, one step at a time: the reference that compiled code follows."""
+        """The forward loop; returns the (node, ctx) pairs that proposed buffer updates."""
         release = repeat(()) if keep else sched.release
         node_keys = self.plan.node_keys
         proposed: list[tuple[int, Ctx]] = []
@@ -171,26 +159,6 @@ class Executor:
         except Exception as e:
             _gate_failed(self.graph, k, "forward", e)
         return proposed
-
-    def _code_for(self, sched: ForwardSchedule | BackwardSchedule, mode: str) -> Compiled | None:
-        """The schedule's compiled code for ``mode``, compiling it once it has run
-        :data:`graphexec.codegen.COMPILE_AFTER` times; None: interpret this run."""
-        code: Compiled | None = sched.code.get(mode)
-        if code is None:
-            runs = sched.runs[mode] = sched.runs.get(mode, 0) + 1
-            if runs > codegen.COMPILE_AFTER and len(sched.steps) <= codegen.MAX_STEPS:
-                code = self._compile(sched, mode)
-                with self.plan._lock:
-                    sched.code[mode] = code
-        return code
-
-    def _compile(self, sched: ForwardSchedule | BackwardSchedule, mode: str) -> Compiled:
-        if isinstance(sched, ForwardSchedule):
-            return codegen.forward_code(sched.steps, sched.release, mode, self.plan.node_keys)
-        nodes = self.graph.nodes
-        return codegen.backward_code(
-            sched.steps, sched.seeded, [s for _, s in sched.wrt],
-            lambda k, i, d, v: _checked(nodes[k], i, d, v), lambda k, d: _bad_count(nodes[k], d))
 
     def _apply_updates(self, proposed: list[tuple[int, Ctx]]) -> None:
         """Check every buffer update the gates proposed, then apply them all (or none).
@@ -228,19 +196,10 @@ class Executor:
         grads: list[Any] = [None] * self.plan.n_slots
         seeded = self._seed(fwd, vals, grads, seeds)
         sched = self.plan.backward(fwd, seeded, self.plan.grad_leaves if wrt is None else wrt)
-        code = self._code_for(sched, "bwd")
-        if code is not None:
-            try:
-                got = code.fn(vals, ctxs, grads)
-            except Exception as e:
-                _gate_failed(self.graph, failed_node(code, e.__traceback__), "backward", e)
-            foreign: Iterable[bool] = code.foreign
-        else:
-            self._backward_loop(sched, vals, ctxs, grads)
-            got = [grads[s] for _, s in sched.wrt]
-            foreign = repeat(True)
+        self._backward_loop(sched, vals, ctxs, grads)
         out = {}
-        for (name, s), g, check in zip(sched.wrt, got, foreign):
+        for (name, s), check in zip(sched.wrt, sched.foreign):
+            g = grads[s]
             if g is None:  # nothing flows to it (an unused input or parameter)
                 g = np.zeros_like(vals[s])
             elif check and not g.flags.writeable:  # a broadcast view, say: an array of its own

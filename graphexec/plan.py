@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import compress
 from typing import Any, NamedTuple
 
@@ -53,10 +53,7 @@ class ForwardSchedule:
     steps: tuple[Step, ...]
     release: tuple[tuple[int, ...], ...]
     computed: frozenset[int]
-    names: frozenset[str] = frozenset()  # the output names (the schedule's cache key)
-    #: The executor's run counts and compiled code per mode (see :mod:`graphexec.codegen`).
-    runs: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
-    code: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    names: frozenset[str]  # the output names (the schedule's cache key)
 
 
 @dataclass(frozen=True)
@@ -65,9 +62,11 @@ class BackwardSchedule:
 
     steps: tuple[BackStep, ...]
     wrt: tuple[tuple[str, int], ...]
-    seeded: tuple[int, ...] = ()  # slots of the seeded outputs (one each, in order)
-    runs: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
-    code: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: Per ``wrt`` entry: may its gradient be an array the executor did not make (a seed, or
+    #: a gate's without ``fresh_grads``), and so perhaps read-only? False only when every
+    #: gradient sent to it comes from a ``fresh_grads`` gate (then it is that gate's new
+    #: array or a sum the executor made, whichever nodes run).
+    foreign: tuple[bool, ...]
 
 
 class Plan:
@@ -181,8 +180,13 @@ class Plan:
                 # gone, instead of being held through the whole backward pass.
                 leaves_only = all(s not in self.producer for _, s in targets)
                 (last if leaves_only else steps).append(step)
-        seeded = tuple(dict.fromkeys(self.output_slot(n) for n in sorted(seeds)))
-        return BackwardSchedule(tuple(steps + last), wrt_slots, seeded)
+        fresh_only: dict[int, bool] = {}  # slot -> does every gradient sent to it come fresh?
+        for step in steps + last:
+            for _, s in step.targets:
+                fresh_only[s] = fresh_only.get(s, True) and step.fresh
+        seeded = {self.output_slot(n) for n in seeds}
+        foreign = tuple(s in seeded or not fresh_only.get(s, False) for _, s in wrt_slots)
+        return BackwardSchedule(tuple(steps + last), wrt_slots, foreign)
 
 
 def stable_hash(name: str) -> int:
