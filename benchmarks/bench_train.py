@@ -16,9 +16,9 @@ from nets import NumpyMLP, batch, gx_mlp, init_params, torch_mlp, torch_train_st
 import graphexec as gx
 
 NETS = [  # (sizes, batch size, goal as a ratio to numpy)
-    ([784, 512, 512, 10], 256, 1.05),
-    ([3072, 100, 10], 200, 1.05),
-    ([2, 16, 3], 300, 1.5),
+    ([784, 512, 512, 10], 256, 1.02),
+    ([3072, 100, 10], 200, 1.02),
+    ([2, 16, 3], 300, 1.15),
 ]
 REG, LR = 1e-3, 1e-3
 

@@ -7,6 +7,7 @@ gradient's shape and dtype against its input, and frees each node's ctx as soon 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from itertools import repeat
 from typing import Any
 
@@ -53,6 +54,7 @@ def check_input(decl: InputDecl, value: Any) -> np.ndarray:
     return arr
 
 
+@lru_cache(maxsize=1024)  # a training loop feeds the same few shapes again and again
 def _shape_fits(want: tuple[int | None, ...], got: tuple[int, ...]) -> bool:
     if len(want) != len(got):
         return False
@@ -85,10 +87,9 @@ class Executor:
         if feed:
             raise GraphError(f"unknown input {sorted(feed)[0]!r}; the graph's inputs are "
                              f"{self.graph.inputs}")
-        for slot, name in self.plan.params:
-            vals[slot] = self.graph.params[name]
-        for slot, name in self.plan.buffers:
-            vals[slot] = self.graph.buffers[name]
+        plan = self.plan  # parameter and buffer slots are contiguous (see Plan)
+        vals[plan.param_span] = map(self.graph.params.__getitem__, plan.param_names)
+        vals[plan.buffer_span] = map(self.graph.buffers.__getitem__, plan.buffer_names)
         return vals
 
     def _missing(self, sched: ForwardSchedule, vals: list[Any]) -> None:
@@ -120,6 +121,16 @@ class Executor:
         # keep: every ctx is kept for backward; otherwise a throwaway ctx per node, and each
         # value dropped after its last reader.
         ctxs: list[Ctx | None] | None = [None] * len(self.graph.nodes) if keep else None
+        proposed = self._interpret(sched, vals, ctxs, key, keep)
+        if proposed:
+            self._apply_updates(proposed)
+        if ctxs is not None:
+            self._fwd, self._vals, self._ctxs = sched, vals, ctxs
+        return {name: vals[s] for name, s in sched.outputs}
+
+    def _interpret(self, sched: ForwardSchedule, vals: list[Any], ctxs: list[Ctx | None] | None,
+                   key: tuple[int, int] | None, keep: bool) -> list[tuple[int, Ctx]]:
+        """The forward loop; returns the (node, ctx) pairs that proposed buffer updates."""
         release = repeat(()) if keep else sched.release
         node_keys = self.plan.node_keys
         proposed: list[tuple[int, Ctx]] = []
@@ -147,11 +158,7 @@ class Executor:
                     vals[s] = None
         except Exception as e:
             _gate_failed(self.graph, k, "forward", e)
-        if proposed:
-            self._apply_updates(proposed)
-        if ctxs is not None:
-            self._fwd, self._vals, self._ctxs = sched, vals, ctxs
-        return {name: vals[s] for name, s in sched.outputs}
+        return proposed
 
     def _apply_updates(self, proposed: list[tuple[int, Ctx]]) -> None:
         """Check every buffer update the gates proposed, then apply them all (or none).
@@ -191,11 +198,11 @@ class Executor:
         sched = self.plan.backward(fwd, seeded, self.plan.grad_leaves if wrt is None else wrt)
         self._backward_loop(sched, vals, ctxs, grads)
         out = {}
-        for name, s in sched.wrt:
+        for (name, s), check in zip(sched.wrt, sched.foreign):
             g = grads[s]
             if g is None:  # nothing flows to it (an unused input or parameter)
                 g = np.zeros_like(vals[s])
-            elif not g.flags.writeable:  # a broadcast view, say: hand out an array of its own
+            elif check and not g.flags.writeable:  # a broadcast view, say: an array of its own
                 g = np.array(g)
             out[name] = g
         return out

@@ -53,6 +53,7 @@ class ForwardSchedule:
     steps: tuple[Step, ...]
     release: tuple[tuple[int, ...], ...]
     computed: frozenset[int]
+    names: frozenset[str]  # the output names (the schedule's cache key)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,11 @@ class BackwardSchedule:
 
     steps: tuple[BackStep, ...]
     wrt: tuple[tuple[str, int], ...]
+    #: Per ``wrt`` entry: may its gradient be an array the executor did not make (a seed, or
+    #: a gate's without ``fresh_grads``), and so perhaps read-only? False only when every
+    #: gradient sent to it comes from a ``fresh_grads`` gate (then it is that gate's new
+    #: array or a sum the executor made, whichever nodes run).
+    foreign: tuple[bool, ...]
 
 
 class Plan:
@@ -76,6 +82,11 @@ class Plan:
         self.params = tuple((self.slot[k], k) for k in graph.params)
         self.buffers = tuple((self.slot[k], k) for k in graph.buffers)
         self.buffer_of = {s: k for s, k in self.buffers}
+        n_in, n_p, n_b = len(graph.inputs), len(graph.params), len(graph.buffers)
+        self.param_span = slice(n_in, n_in + n_p)  # the slots of params, then of buffers
+        self.param_names = tuple(graph.params)
+        self.buffer_span = slice(n_in + n_p, n_in + n_p + n_b)
+        self.buffer_names = tuple(graph.buffers)
         #: Per node, the stable part of its random-number key (see ``ctx_rng_key``).
         self.node_keys = tuple(stable_hash(n.name) for n in graph.nodes)
         slot_of = self.slot.__getitem__
@@ -85,6 +96,8 @@ class Plan:
         self.grad_leaves = tuple(
             [d.name for d in graph.input_decls if d.dtype.kind == "f"]
             + [k for k, v in graph.params.items() if v.dtype.kind == "f"])
+        self._all_outputs = frozenset(graph.output_map)
+        self._all_leaves = frozenset(self.grad_leaves)
         self._fwd: dict[frozenset[str], ForwardSchedule] = {}
         self._bwd: dict[tuple[frozenset[str], frozenset[str], frozenset[str]], BackwardSchedule] = {}
         self._lock = threading.Lock()
@@ -97,7 +110,7 @@ class Plan:
                              f"its outputs are {self.graph.outputs}") from None
 
     def forward(self, outputs: Iterable[str] | None = None) -> ForwardSchedule:
-        key = frozenset(self.graph.outputs if outputs is None else outputs)
+        key = self._all_outputs if outputs is None else frozenset(outputs)
         sched = self._fwd.get(key)
         if sched is None:
             sched = self._compile_forward(key)
@@ -125,10 +138,11 @@ class Plan:
                 release[i] += (s,)
         leaves = tuple((d.name, s) for s, d in self.inputs if s in needed)
         return ForwardSchedule(outs, leaves, steps, tuple(release),
-                               frozenset(node_out[k] for k in ks))
+                               frozenset(node_out[k] for k in ks), outputs)
 
     def backward(self, fwd: ForwardSchedule, seeds: Iterable[str], wrt: Iterable[str]) -> BackwardSchedule:
-        key = (frozenset(n for n, _ in fwd.outputs), frozenset(seeds), frozenset(wrt))
+        wrt_key = self._all_leaves if wrt is self.grad_leaves else frozenset(wrt)
+        key = (fwd.names, frozenset(seeds), wrt_key)
         sched = self._bwd.get(key)
         if sched is None:
             sched = self._compile_backward(fwd, key[1], key[2])
@@ -166,7 +180,13 @@ class Plan:
                 # gone, instead of being held through the whole backward pass.
                 leaves_only = all(s not in self.producer for _, s in targets)
                 (last if leaves_only else steps).append(step)
-        return BackwardSchedule(tuple(steps + last), wrt_slots)
+        fresh_only: dict[int, bool] = {}  # slot -> does every gradient sent to it come fresh?
+        for step in steps + last:
+            for _, s in step.targets:
+                fresh_only[s] = fresh_only.get(s, True) and step.fresh
+        seeded = {self.output_slot(n) for n in seeds}
+        foreign = tuple(s in seeded or not fresh_only.get(s, False) for _, s in wrt_slots)
+        return BackwardSchedule(tuple(steps + last), wrt_slots, foreign)
 
 
 def stable_hash(name: str) -> int:

@@ -107,10 +107,19 @@ class Optimizer:
             OptimError: If a parameter has no gradient, a gradient has the wrong shape, a
                 parameter is not a floating-point ndarray, or loaded state does not fit.
         """
+        states = self.state
         for pname, w in params.items():
-            dw = self._gradient_for(pname, w, grads)
-            state = self.state.setdefault(pname, {})
-            self._check_state_fits(pname, w, state)
+            dw = grads.get(pname)
+            # Fast path: what the executor hands out (float arrays shaped like their
+            # parameter); anything else goes through the full check and its messages.
+            if (type(dw) is not np.ndarray or type(w) is not np.ndarray
+                    or w.dtype.kind != "f" or dw.shape != w.shape):
+                dw = self._gradient_for(pname, w, grads)
+            state = states.get(pname)
+            if state is None:
+                state = states[pname] = {}
+            elif state:  # state loaded or made earlier: it must still fit the parameter
+                self._check_state_fits(pname, w, state)
             self._update(w, dw, state)
 
     def _update(self, w: np.ndarray, dw: np.ndarray, state: State) -> None:
