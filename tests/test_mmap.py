@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 import tracemalloc
 
 import numpy as np
@@ -267,3 +271,34 @@ def test_an_optimizer_step_on_a_mapped_parameter_is_refused_naming_mmap(tmp_path
     k = next(iter(g.params))
     g.params[k] = g.params[k].copy()  # what the message says to do
     SGD(lr=0.1).step({k: g.params[k]}, grads)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's SIGBUS behaviour")
+def test_truncating_a_mapped_file_is_the_documented_sigbus_not_a_wrong_value(tmp_path):
+    """What docs/format.md says is not protected: a file truncated under a live map kills the
+    process that touches the lost pages (SIGBUS) rather than handing it wrong values. Run in a
+    child process; the parent only reads its exit status."""
+    path = tmp_path / "big.gx"
+    gx.save(gx.nn.mlp([512, 512, 10], seed=0), path)
+    child = textwrap.dedent(f"""
+        import os, graphexec as gx
+        g = gx.load({os.fspath(path)!r}, mmap=True)
+        os.truncate({os.fspath(path)!r}, 4096)
+        print(float(g.params["W2"].sum()))
+    """)
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, timeout=120)
+    assert done.returncode == -signal.SIGBUS, (done.returncode, done.stderr[-500:])
+
+
+def test_resuming_from_a_mapped_checkpoint_is_bit_identical_to_a_copying_load(tmp_path):
+    X, y = data()
+    ck = tmp_path / "ck.gx"
+    gx.fit(gx.nn.mlp([4, 8, 3], seed=0), X, y, epochs=2, batch_size=16, val=(X[:20], y[:20]),
+           optimizer=Adam(lr=1e-2), checkpoint=ck)
+    runs = []
+    for kw in ({"mmap": True}, {}):
+        g = gx.load(ck, **kw)
+        h = gx.fit(g, X, y, epochs=4, resume=True, val=(X[:20], y[:20]))
+        runs.append((h.loss, {k: v.copy() for k, v in g.params.items()}))
+    assert runs[0][0] == runs[1][0]
+    assert all(np.array_equal(runs[0][1][k], runs[1][1][k]) for k in runs[1][1])
