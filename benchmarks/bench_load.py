@@ -139,6 +139,21 @@ def single_calls(contenders: dict[str, Any], settings: Settings) -> dict[str, tu
             for n, t in times.items()}
 
 
+def safe_open_reader(path: str) -> dict[str, Any]:
+    """safetensors' lazy reader, if installed: ``safe_open`` maps the file, and ``get_tensor``
+    (numpy) makes each tensor an array (the file written by :func:`run` beside ``path``)."""
+    st = os.path.splitext(path)[0] + ".safetensors"
+    safetensors, _ = peer("safetensors")
+    if safetensors is None or not os.path.exists(st):
+        return {}
+
+    def read() -> dict[str, np.ndarray]:
+        with safetensors.safe_open(st, framework="np") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}
+
+    return {"safetensors safe_open": read}
+
+
 def mmap_rows(path: str, folder: str, settings: Settings) -> list[Row]:
     """``mmap=True`` on the largest file: time to a runnable graph (load + executor) and to the
     end of the first forward pass (which touches every parameter byte), vs the copying load."""
@@ -154,6 +169,7 @@ def mmap_rows(path: str, folder: str, settings: Settings) -> list[Row]:
         "graphexec copy": lambda: runnable(path),
         "graphexec mmap=True": lambda: runnable(path, mmap=True),
         "np.load(mmap_mode='r')": lambda: [np.load(f, mmap_mode="r") for f in npys],
+        **safe_open_reader(path),
     }, settings)
     first = single_calls({
         "graphexec copy": lambda: runnable(path).forward(x=x),

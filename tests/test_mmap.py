@@ -302,3 +302,28 @@ def test_resuming_from_a_mapped_checkpoint_is_bit_identical_to_a_copying_load(tm
         runs.append((h.loss, {k: v.copy() for k, v in g.params.items()}))
     assert runs[0][0] == runs[1][0]
     assert all(np.array_equal(runs[0][1][k], runs[1][1][k]) for k in runs[1][1])
+
+
+def outcome(path, **kw) -> tuple:
+    try:
+        g = gx.load(path, **kw)
+    except gx.GraphexecError as e:
+        return type(e).__name__, str(e)
+    return "loaded", {k: (v.dtype.str, v.shape, v.tobytes()) for k, v in g.params.items()}
+
+
+def test_mutated_files_load_or_fail_the_same_way_mapped_or_copied(tmp_path):
+    """150 seeded byte mutations of a shipped model (header, padding and tensor bytes alike)."""
+    data = (MODELS / "spiral_mlp.gx").read_bytes()
+    rng = np.random.default_rng(17)
+    path = tmp_path / "m.gx"
+    kinds = set()
+    for _ in range(150):
+        buf = bytearray(data)
+        for pos in rng.integers(0, len(buf), rng.integers(1, 4)):
+            buf[pos] = int(rng.integers(0, 256))
+        path.write_bytes(bytes(buf))
+        a, b = outcome(path, mmap=True), outcome(path)
+        assert a == b
+        kinds.add(a[0])
+    assert {"loaded", "GraphFileError"} <= kinds
