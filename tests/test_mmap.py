@@ -191,9 +191,10 @@ def test_a_file_that_grew_after_validation_is_refused(tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(mapped, "read_index", grow)
+    size = os.path.getsize(path)
     assert refusal(path, mmap=True)[1].endswith(
-        "file changed size while loading; load it again once it is written (a writer should "
-        "replace it atomically)")
+        f"file changed size while loading: {size} bytes were validated, it now has {size + 4096}; "
+        "load it again once it is written (a writer should replace it atomically)")
 
 
 def test_a_file_that_shrank_after_validation_is_refused_not_mapped(tmp_path, monkeypatch):
@@ -253,8 +254,10 @@ def test_fit_keeps_frozen_parameters_mapped_and_restores_best_parameters(tmp_pat
     X, y = data()
     g = gx.load(path, mmap=True)
     assert g.frozen == {"W1"}
-    gx.fit(g, X, y, epochs=3, batch_size=16, val=(X[:20], y[:20]), optimizer=SGD(lr=0.5))
+    h = gx.fit(g, X, y, epochs=3, batch_size=16, val=(X[:20], y[:20]), optimizer=SGD(lr=0.5))
+    assert h.best_epoch != 3  # so the best parameters were restored (assigned) at the end
     assert isinstance(the_map(g.params["W1"]), mmap.mmap)
+    assert g.buffers == {} and list(g.params) == ["W1", "b1", "W2", "b2"]
     assert all(g.params[k].flags.writeable for k in g.trainable)
     c = gx.load(path)
     gx.fit(c, X, y, epochs=3, batch_size=16, val=(X[:20], y[:20]), optimizer=SGD(lr=0.5))

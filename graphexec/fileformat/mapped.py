@@ -59,8 +59,10 @@ def _map(fd: int, size: int) -> mmap.mmap:
     except (OSError, ValueError) as e:  # ValueError: the file is now shorter than ``size``
         raise GraphFileError(f"cannot map the file: {e}; it may have changed while loading, "
                              "or this file system cannot map files: load it with mmap=False") from e
-    if os.fstat(fd).st_size != size:
+    now = os.fstat(fd).st_size
+    if now != size:
         mm.close()
-        raise GraphFileError("file changed size while loading; load it again once it is "
-                             "written (a writer should replace it atomically)")
+        raise GraphFileError(f"file changed size while loading: {size} bytes were validated, "
+                             f"it now has {now}; load it again once it is written (a writer "
+                             "should replace it atomically)")
     return mm

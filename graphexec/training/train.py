@@ -281,12 +281,12 @@ def _assign(g: Graph, values: dict[str, np.ndarray]) -> None:
     for name, w in (*g.params.items(), *g.buffers.items()):
         if name not in values or values[name].shape != w.shape or values[name].dtype != w.dtype:
             raise TrainingError(f"stored parameters do not match the graph at {name!r}")
-        if name in g.params and w.flags.writeable:
-            w[...] = values[name]
-        elif name in g.params and not np.array_equal(w, values[name]):
-            g.params[name] = values[name].copy()
-        else:
+        if name not in g.params:
             g.buffers[name] = values[name].copy()
+        elif w.flags.writeable:
+            w[...] = values[name]
+        elif not np.array_equal(w, values[name]):
+            g.params[name] = values[name].copy()
 
 
 def _checkpoint(g: Graph, run_: _Run, state: TrainState) -> None:
