@@ -7,6 +7,7 @@ import os
 from graphexec.errors import GraphError, GraphFileError
 from graphexec.fileformat import Limits, decode, encode, read_file, write_file
 from graphexec.fileformat.codec import DEFAULT_LIMITS
+from graphexec.fileformat.mapped import map_file
 from graphexec.graph import Graph
 from graphexec.header import from_header, to_header
 from graphexec.registry import warn_in_process
@@ -21,14 +22,19 @@ def _graph(header: object, arrays: list, where: str) -> Graph:  # type: ignore[t
         raise GraphFileError(f"{where}: invalid graph: {e}") from e
 
 
-def load(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Graph:
+def load(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS,
+         mmap: bool = False) -> Graph:
     """Read, validate and bind a ``.gx`` file. Never executes or unpickles anything in it.
+
+    ``mmap=True`` maps the file instead of reading it: parameters, buffers and training tensors
+    are read-only views of the map (``fit`` copies a trainable one before it first changes it),
+    and the file must not be changed in place while the graph is alive (``docs/format.md``).
 
     Raises GraphFileError for a bad file, UnknownOpError for an op no installed plugin provides.
     """
     where = os.fspath(path)
     try:
-        header, arrays = read_file(path, limits)
+        header, arrays = map_file(path, limits) if mmap else read_file(path, limits)
     except GraphFileError as e:
         raise GraphFileError(f"{where}: {e}") from e
     return _graph(header, arrays, where)

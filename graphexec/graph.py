@@ -62,8 +62,9 @@ class Node:
 class Graph:
     """A loaded or built graph: declared inputs, parameters, nodes in execution order, outputs.
 
-    ``params`` are writable arrays that optimisers update in place; those named in ``frozen``
-    are not trained. ``buffers`` are named non-trainable state (running statistics, say) that
+    ``params`` are arrays that optimisers update in place (read-only views of the file after
+    ``load(path, mmap=True)``: ``fit`` copies them first); those named in ``frozen`` are not
+    trained. ``buffers`` are named non-trainable state (running statistics, say) that
     nodes read like any value and that a training-mode forward may replace (see
     ``docs/architecture.md``). Evaluation-mode runs never write a Graph, so any number of
     executors (threads) can share it.

@@ -314,7 +314,8 @@ def _read_section(f: BinaryIO, entries: list[TensorEntry]) -> np.ndarray:
 
 
 def _tensor_at(buf: np.ndarray, e: TensorEntry) -> np.ndarray:
-    """Tensor ``e`` as a view of the section buffer (writeable, C order, 64-byte aligned)."""
+    """Tensor ``e`` as a view of the section buffer (C order, 64-byte aligned; read-only when
+    ``buf`` is, as a mapped file's section is; on a big-endian machine a byte-swapped copy)."""
     raw = buf[e.offset:e.offset + e.nbytes]
     if e.dtype == "bool" and raw.size and int(raw.max()) > 1:
         raise GraphFileError(f"tensor {e.name!r}: bool bytes must be 0 or 1")
@@ -336,25 +337,38 @@ def _check_stored(stored: int | None, size: int, limits: Limits) -> None:
         )
 
 
-def _read(f: BinaryIO, size: int, limits: Limits, tensors: bool,
-          stored: int | None = None) -> tuple[Header, list[np.ndarray]]:
+def read_index(f: BinaryIO, size: int, limits: Limits) -> tuple[Header, int]:
+    """Preamble → header → tensor index, all validated; returns the header and ``D``, the
+    offset of the tensor section. ``f`` is left just after the header. Both readers (the
+    copying one here and the mapping one in :mod:`graphexec.fileformat.mapped`) start with it,
+    so a check added here guards both."""
     version, hlen = _check_preamble(f, size, limits)
     header = _decode_header(_read_exact(f, hlen, "the header"), limits, version)
     data_start = align(PREAMBLE.size + hlen)
     _check_tensor_index(header, data_start, size)
     _check_inputs(header)
-    if not tensors:
-        return header, []
-    _check_stored(stored, size, limits)
-    _check_zero(_read_exact(f, data_start - PREAMBLE.size - hlen, "padding"), "after the header")
-    entries = _all_entries(header)
-    buf = _read_section(f, entries)
+    return header, data_start
+
+
+def section_tensors(buf: np.ndarray, header: Header) -> list[np.ndarray]:
+    """The tensors of a tensor section ``buf`` (uint8, from ``D`` to end of file) as views of it,
+    after checking the zero padding between them and each bool tensor's bytes."""
     arrays, pos = [], 0
-    for e in entries:
+    for e in _all_entries(header):
         _check_zero(buf[pos:e.offset].tobytes(), f"before tensor {e.name!r}")
         arrays.append(_tensor_at(buf, e))
         pos = e.offset + e.nbytes
-    return header, arrays
+    return arrays
+
+
+def _read(f: BinaryIO, size: int, limits: Limits, tensors: bool,
+          stored: int | None = None) -> tuple[Header, list[np.ndarray]]:
+    header, data_start = read_index(f, size, limits)
+    if not tensors:
+        return header, []
+    _check_stored(stored, size, limits)
+    _check_zero(_read_exact(f, data_start - f.tell(), "padding"), "after the header")
+    return header, section_tensors(_read_section(f, _all_entries(header)), header)
 
 
 def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[Header, list[np.ndarray]]:

@@ -133,6 +133,11 @@ class Optimizer:
                 f"parameter {pname!r} must be a float ndarray to be updated in "
                 f"place, got {type(w).__name__} {getattr(w, 'dtype', '')}"
             )
+        if not w.flags.writeable:
+            raise OptimError(f"parameter {pname!r} must be writable to be updated in place, "
+                             "but it is read-only (a view of a file loaded with mmap=True, say); "
+                             f"step a copy (g.params[{pname!r}] = g.params[{pname!r}].copy()) or "
+                             "train with gx.fit, which copies it before its first update")
         if pname not in grads:
             raise OptimError(f"no gradient for parameter {pname!r}")
         dw = np.asarray(grads[pname])

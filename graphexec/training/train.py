@@ -265,15 +265,28 @@ def _snapshot(g: Graph) -> dict[str, np.ndarray]:
     return {k: v.copy() for k, v in (*g.params.items(), *g.buffers.items())}
 
 
+def _own_trainable(g: Graph) -> None:
+    """Copy on first write: each read-only trainable parameter (a view of a file loaded with
+    ``mmap=True``) becomes a writable copy before the optimiser first updates it in place.
+    Frozen parameters stay shared with the map; so do buffers (a training-mode run replaces
+    them rather than writing into them)."""
+    for name in g.trainable:
+        if not g.params[name].flags.writeable:
+            g.params[name] = g.params[name].copy()
+
+
 def _assign(g: Graph, values: dict[str, np.ndarray]) -> None:
-    """Copy ``values`` into the graph's parameter arrays (in place) and buffers."""
+    """Copy ``values`` into the graph's parameter arrays (in place; a read-only one, a frozen
+    parameter still mapped from its file, is kept if equal, else replaced) and buffers."""
     for name, w in (*g.params.items(), *g.buffers.items()):
         if name not in values or values[name].shape != w.shape or values[name].dtype != w.dtype:
             raise TrainingError(f"stored parameters do not match the graph at {name!r}")
-        if name in g.params:
-            w[...] = values[name]
-        else:
+        if name not in g.params:
             g.buffers[name] = values[name].copy()
+        elif w.flags.writeable:
+            w[...] = values[name]
+        elif not np.array_equal(w, values[name]):
+            g.params[name] = values[name].copy()
 
 
 def _checkpoint(g: Graph, run_: _Run, state: TrainState) -> None:
@@ -362,7 +375,8 @@ def fit(g: Graph, X: np.ndarray, y: np.ndarray, *, epochs: int | None = None,
     Args:
         g: A graph with inputs ``x`` (N, ...) and ``y`` (N,) int and outputs ``loss`` (scalar)
             and ``scores`` (N, C), e.g. from :func:`graphexec.nn.mlp`. Its parameters are
-            updated in place; at the end ``g.training`` holds the run (a checkpoint).
+            updated in place (a read-only one, from ``gx.load(path, mmap=True)``, is first
+            replaced by a copy); at the end ``g.training`` holds the run (a checkpoint).
         X: Training examples, dtype of the graph's ``x`` (no silent casts).
         y: Integer labels in 0..C-1, shape (N,).
         epochs: Total number of epochs (on resume: including those already done). Every
@@ -394,6 +408,7 @@ def fit(g: Graph, X: np.ndarray, y: np.ndarray, *, epochs: int | None = None,
     spec, opt, sched = _resolve(g, epochs, batch_size, optimizer, seed, lr_schedule,
                                 early_stopping, resume)
     data, val_ = _check_run(g, X, y, val, spec, checkpoint, callbacks)
+    _own_trainable(g)
     state = _start(g, spec, opt, resume)
     run_ = _Run(spec, opt, sched, opt.lr, None if checkpoint is None else os.fspath(checkpoint),
                 list(callbacks))
