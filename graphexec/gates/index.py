@@ -7,7 +7,8 @@ from pydantic import Field, model_validator
 
 from graphexec.dtypes import DTYPE_NAMES
 from graphexec.errors import GraphError
-from graphexec.gate import Attrs, Ctx, Gate, Spec
+from graphexec.gate import Attrs as GateAttrs
+from graphexec.gate import Ctx, Gate, Spec
 from graphexec.gates._samples import Sample, random_shape
 
 __all__ = ["Cast", "Gather", "Slice"]
@@ -30,7 +31,7 @@ class Slice(Gate):
 
     name, version = "slice", 1
 
-    class Attrs(Attrs):
+    class Attrs(GateAttrs):
         starts: list[int] = Field(default_factory=list)  # empty (the default): y = x
         ends: list[int] = Field(default_factory=list)
         axes: list[int] | None = None
@@ -60,7 +61,7 @@ class Slice(Gate):
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
         ctx.index, ctx.shape, ctx.dtype = tuple(self._index(x.shape)), x.shape, x.dtype
-        return x[ctx.index].copy()
+        return np.array(x[ctx.index])  # a copy, not a view of x
 
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
         dx = np.zeros(ctx.shape, ctx.dtype)
@@ -95,7 +96,7 @@ class Gather(Gate):
 
     name, version = "gather", 1
 
-    class Attrs(Attrs):
+    class Attrs(GateAttrs):
         axis: int = 0
 
     def forward(self, ctx: Ctx, x: np.ndarray, indices: np.ndarray) -> np.ndarray:
@@ -137,7 +138,7 @@ class Cast(Gate):
 
     name, version = "cast", 1
 
-    class Attrs(Attrs):
+    class Attrs(GateAttrs):
         to: str = "float64"
 
         @model_validator(mode="after")
@@ -151,7 +152,7 @@ class Cast(Gate):
         want = np.dtype(self.attrs.to)
         if want.kind in "iu" and x.dtype.kind == "f":
             with np.errstate(invalid="ignore"):  # NaN and out-of-range values: as numpy
-                return np.trunc(x).astype(want)
+                return np.asarray(np.trunc(x).astype(want))
         return x.astype(want)
 
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray | None]:

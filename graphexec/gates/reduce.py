@@ -149,7 +149,7 @@ class ReduceMax(Gate):
                else np.iinfo(x.dtype).min)
         y = np.max(x, axis=ctx.axes, keepdims=True, initial=low)
         ctx.x, ctx.y = x, y
-        return y if self.attrs.keepdims else np.squeeze(y, axis=ctx.axes)
+        return y if self.attrs.keepdims else np.asarray(np.squeeze(y, axis=ctx.axes))
 
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
         hit = ctx.x == ctx.y
