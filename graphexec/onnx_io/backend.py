@@ -27,8 +27,8 @@ from graphexec.graph import Graph
 from graphexec.onnx_io.common import require_onnx
 from graphexec.onnx_io.importer import import_onnx
 
-__all__ = ["CACHE_SIZE", "GraphexecBackend", "GraphexecRep", "prepare", "run_model", "run_node",
-           "supports_device"]
+__all__ = ["CACHE_SIZE", "GraphexecBackend", "GraphexecRep", "is_compatible", "prepare",
+           "run_model", "run_node", "supports_device"]
 
 CACHE_SIZE = 16  # graphs kept per rep, one per distinct value of its shape/axes inputs
 DEVICES = ("CPU",)
@@ -53,6 +53,11 @@ class GraphexecRep(_base.BackendRep):
             self._fixed: Graph | None = self._import({})
         except OnnxNeedsConstantsError as e:
             self._fixed, self.value_inputs = None, e.names
+
+    @property
+    def cached(self) -> int:
+        """How many specialised graphs the rep holds now (at most ``CACHE_SIZE``)."""
+        return len(self._graphs)
 
     def _import(self, constants: dict[str, np.ndarray]) -> Graph:
         self.imports += 1
@@ -152,6 +157,7 @@ def _device(device: str) -> None:
                               "runs on the CPU with numpy)")
 
 
+is_compatible = GraphexecBackend.is_compatible
 prepare = GraphexecBackend.prepare
 run_model = GraphexecBackend.run_model
 run_node = GraphexecBackend.run_node
