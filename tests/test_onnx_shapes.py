@@ -249,3 +249,34 @@ def test_the_new_gates_export_as_standard_ops_run_in_onnxruntime_and_come_back(o
     back = import_onnx(model)
     assert [n.op for n in back.nodes] == [n.op for n in g.nodes]
     np.testing.assert_array_equal(gx.run(back, feed)["y"], want)
+
+
+# ---------------------------------------------------------------------------- folding, Clip on ints
+def test_a_shape_sliced_by_an_exporter_folds_into_a_fixed_reshape():
+    # x.reshape(-1, *x.shape[2:]) as torch writes it: Shape -> Slice -> Concat -> Reshape
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Slice", ["s", "two", "end"], ["tail"]),
+             helper.make_node("Concat", ["minus1", "tail"], ["target"], axis=0),
+             helper.make_node("Reshape", ["x", "target"], ["y"])]
+    inits = [helper.make_tensor("two", I64, [1], [2]), helper.make_tensor("end", I64, [1], [2**62]),
+             helper.make_tensor("minus1", I64, [1], [-1])]
+    g = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", F, ["n", 3, 4])],
+                          [helper.make_tensor_value_info("y", F, None)], inits)
+    back = import_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]))
+    assert [(n.op, n.attrs["shape"]) for n in back.nodes] == [("reshape", [-1, 4])]
+    x = np.arange(48, dtype=np.float32).reshape(4, 3, 4)
+    np.testing.assert_array_equal(gx.run(back, {"x": x})["y"], x.reshape(-1, 4))
+
+
+@pytest.mark.parametrize("dtype, ok", [(TensorProto.INT32, True), (TensorProto.INT64, False)])
+def test_clip_on_integers_up_to_32_bits_is_exact_and_int64_is_refused(dtype, ok):
+    inits = [helper.make_tensor("lo", dtype, [], [-2]), helper.make_tensor("hi", dtype, [], [3])]
+    model = one_node(helper.make_node("Clip", ["x", "lo", "hi"], ["y"]), [("x", dtype, [5])],
+                     [("y", dtype, [5])], inits=inits)
+    if not ok:
+        with pytest.raises(OnnxImportError, match="input dtype int64; graphexec's clip takes "
+                                                  "floats and integers of up to 32 bits"):
+            import_onnx(model)
+        return
+    got = gx.run(import_onnx(model), {"x": np.array([-5, -2, 0, 3, 2**31 - 1], np.int32)})["y"]
+    assert got.dtype == np.int32 and got.tolist() == [-2, -2, 0, 3, 3]

@@ -120,15 +120,25 @@ def _clip(imp: Importer, node: Any) -> None:
         lo_v, hi_v = imp.const_input(node, 1, "min"), imp.const_input(node, 2, "max")
         lo = None if lo_v is None else lo_v.item()
         hi = None if hi_v is None else hi_v.item()
-    dt = imp.dtype(node.input[0])
-    if dt is None or dt.kind != "f":
-        raise imp.refuse(node, f"input dtype {dt}; graphexec's clip takes floats (its bounds are "
-                               "float attributes)")
+    dt = _dtype(imp, node.input[0])
+    if dt is None or dt.kind not in "fiu" or (dt.kind in "iu" and dt.itemsize > 4):
+        raise imp.refuse(node, f"input dtype {dt}; graphexec's clip takes floats and integers of "
+                               "up to 32 bits (it clips in float64, exact for those)")
     if lo is not None and hi is not None and lo > hi:
         lo = hi
     bounds: dict[str, Any] = {k: float(np.asarray(v, dt)) for k, v in (("min", lo), ("max", hi))
                               if v is not None}
     imp.emit("clip", [imp.ref(node.input[0])], node.output[0], **bounds)
+
+
+def _dtype(imp: Importer, name: str) -> np.dtype[Any] | None:
+    """The numpy dtype of value ``name`` (None: unknown, or a type graphexec lacks)."""
+    if name in imp.consts:
+        return imp.consts[name].dtype
+    try:
+        return numpy_dtype(imp.types.get(name, (0, None))[0], name)
+    except OnnxImportError:
+        return None
 
 
 def _slice(imp: Importer, node: Any) -> None:
