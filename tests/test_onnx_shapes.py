@@ -280,3 +280,16 @@ def test_clip_on_integers_up_to_32_bits_is_exact_and_int64_is_refused(dtype, ok)
         return
     got = gx.run(import_onnx(model), {"x": np.array([-5, -2, 0, 3, 2**31 - 1], np.int32)})["y"]
     assert got.dtype == np.int32 and got.tolist() == [-2, -2, 0, 3, 3]
+
+
+def test_squeeze_of_an_axis_of_unknown_size_next_to_another_is_refused_not_guessed():
+    # reshape(x, [-1]) would accept a (2, 3) x and return 6 values where ONNX fails
+    model = one_node(helper.make_node("Squeeze", ["x", "axes"], ["y"]), [("x", F, ["a", "b"])],
+                     [("y", F, None)], inits=[helper.make_tensor("axes", I64, [1], [0])])
+    with pytest.raises(OnnxImportError, match="a squeezed axis and a kept one have sizes known "
+                                              "only at run time"):
+        import_onnx(model)
+    model = one_node(helper.make_node("Squeeze", ["x", "axes"], ["y"]), [("x", F, ["a", 3])],
+                     [("y", F, None)], inits=[helper.make_tensor("axes", I64, [1], [0])])
+    g = import_onnx(model)
+    assert g.nodes[0].attrs["shape"] == [3]

@@ -69,8 +69,7 @@ class GraphexecRep(_base.BackendRep):
         if self._fixed is not None:
             return self._fixed, self.input_names
         bound = {k: np.asarray(feed[k]) for k in self.value_inputs}
-        key = b"".join(k.encode() + b"\0" + v.dtype.str.encode() + repr(v.shape).encode()
-                       + v.tobytes() for k, v in bound.items())
+        key = _key(bound)
         if key in self._graphs:
             self._graphs.move_to_end(key)
             return self._graphs[key]
@@ -84,6 +83,7 @@ class GraphexecRep(_base.BackendRep):
                     raise
                 bound.update({k: np.asarray(feed[k]) for k in more})
                 self.value_inputs += tuple(more)
+        key = _key(bound)  # the inputs it took, all of them
         self._graphs[key] = g, [k for k in self.input_names if k not in bound]
         if len(self._graphs) > CACHE_SIZE:
             self._graphs.popitem(last=False)
@@ -149,6 +149,12 @@ class GraphexecBackend(_base.Backend):
     @classmethod
     def supports_device(cls, device: str) -> bool:
         return str(device).upper().split(":")[0] in DEVICES
+
+
+def _key(bound: Mapping[str, np.ndarray]) -> bytes:
+    """The cache key of bound values: each one's name, dtype, shape and bytes."""
+    return b"".join(k.encode() + b"\0" + v.dtype.str.encode() + repr(v.shape).encode()
+                    + np.ascontiguousarray(v).tobytes() for k, v in sorted(bound.items()))
 
 
 def _device(device: str) -> None:

@@ -87,7 +87,12 @@ def _squeeze(imp: Importer, node: Any) -> None:
         drop = {v % rank for v in axes}
         if any(shape[i] not in (1, None) for i in drop):
             raise imp.refuse(node, f"axes {axes} name an axis of size other than 1 in {shape}")
-    _reshape_to(imp, node, [d for i, d in enumerate(shape) if i not in drop])
+    out = [d for i, d in enumerate(shape) if i not in drop]
+    if None in out and any(shape[i] is None for i in drop):
+        raise imp.refuse(node, f"input shape {shape}: a squeezed axis and a kept one have sizes "
+                               "known only at run time, so a reshape could not check that the "
+                               "squeezed one is 1")
+    _reshape_to(imp, node, out)
 
 
 def _unsqueeze(imp: Importer, node: Any) -> None:
