@@ -293,3 +293,11 @@ def test_squeeze_of_an_axis_of_unknown_size_next_to_another_is_refused_not_guess
                      [("y", F, None)], inits=[helper.make_tensor("axes", I64, [1], [0])])
     g = import_onnx(model)
     assert g.nodes[0].attrs["shape"] == [3]
+
+
+@pytest.mark.parametrize("op", ["Gather", "Slice", "Cast", "ReduceMax", "ReduceSum", "Squeeze",
+                                "Unsqueeze", "Clip", "Reshape"])
+def test_a_node_missing_its_inputs_is_refused_in_one_line_not_crashed_on(op):
+    model = one_node(helper.make_node(op, [], ["y"]), [("x", F, [2])], [("y", F, None)], opset=17)
+    with pytest.raises(OnnxImportError, match=rf"node 'y' \({op}\): expected at least"):
+        import_onnx(model)

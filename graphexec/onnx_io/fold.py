@@ -46,6 +46,8 @@ def fold(imp: Any) -> dict[str, Sym]:
     for k, node in enumerate(imp.graph.node):
         if k in imp.skip or node.domain not in DEFAULT_DOMAINS or not node.output:
             continue
+        if len(node.input) < _ARITY.get(node.op_type, 1) or not all(node.input[:1]):
+            continue  # malformed: left to the translator, which refuses it
         got = _STEP.get(node.op_type, _none)(imp, node, syms)
         if got is None:
             continue
@@ -156,6 +158,7 @@ def _constant_of_shape_step(imp: Any, node: Any, syms: dict[str, Sym]) -> Sym | 
     return None
 
 
+_ARITY = {"Gather": 2, "Concat": 1}  # inputs a step reads by position (default 1)
 _STEP = {"Shape": _shape, "Gather": _gather, "Unsqueeze": _unsqueeze, "Concat": _concat,
          "Slice": _slice, "Cast": _cast, "ConstantOfShape": _constant_of_shape_step}
 

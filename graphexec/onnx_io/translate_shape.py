@@ -17,6 +17,7 @@ import numpy as np
 from graphexec.dtypes import DTYPE_NAMES
 from graphexec.onnx_io.common import OnnxImportError, numpy_dtype
 from graphexec.onnx_io.translate import Importer, Translate
+from graphexec.onnx_io.translate import _reshape as _reshape_basic
 
 __all__ = ["TRANSLATORS"]
 
@@ -196,9 +197,22 @@ def _cast(imp: Importer, node: Any) -> None:
     imp.emit("cast", [imp.ref(node.input[0])], node.output[0], to=to.name)
 
 
+def _arity(tr: Translate, least: int) -> Translate:
+    """``tr`` for a node with at least ``least`` inputs (a malformed node is refused, not
+    indexed past its end)."""
+    def checked(imp: Importer, node: Any) -> None:
+        given = [i for i in node.input[:least] if i]
+        if len(given) < least or not node.output:
+            raise imp.refuse(node, f"expected at least {least} input(s) and an output, found "
+                                   f"{len(given)} input(s) and {len(node.output)} output(s)")
+        tr(imp, node)
+    return checked
+
+
 #: ONNX op (default domain) -> translator, for the ops whose operands are shapes or axes.
 TRANSLATORS: dict[str, Translate] = {
-    "ReduceSum": _reduce("sum"), "ReduceMean": _reduce("mean"), "ReduceMax": _reduce("max"),
-    "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Clip": _clip, "Slice": _slice,
-    "Gather": _gather, "Cast": _cast,
+    "ReduceSum": _arity(_reduce("sum"), 1), "ReduceMean": _arity(_reduce("mean"), 1),
+    "ReduceMax": _arity(_reduce("max"), 1), "Squeeze": _arity(_squeeze, 1),
+    "Unsqueeze": _arity(_unsqueeze, 1), "Clip": _arity(_clip, 1), "Slice": _arity(_slice, 1),
+    "Gather": _arity(_gather, 2), "Cast": _arity(_cast, 1), "Reshape": _arity(_reshape_basic, 2),
 }
