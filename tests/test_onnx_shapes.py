@@ -301,3 +301,11 @@ def test_a_node_missing_its_inputs_is_refused_in_one_line_not_crashed_on(op):
     model = one_node(helper.make_node(op, [], ["y"]), [("x", F, [2])], [("y", F, None)], opset=17)
     with pytest.raises(OnnxImportError, match=rf"node 'y' \({op}\): expected at least"):
         import_onnx(model)
+
+
+def test_a_non_numeric_constant_is_refused_and_the_bound_names_are_recorded():
+    with pytest.raises(OnnxImportError, match=r"constants\['shape'\]: expected values of the "
+                                              r"input's type int64, found <U1"):
+        import_onnx(reshape_model(), constants={"shape": ["a", "b"]})
+    g = import_onnx(reshape_model(), constants={"shape": np.array([6, 4], np.int32)})
+    assert g.metadata["onnx_bound"] == "shape" and g.nodes[0].attrs["shape"] == [6, 4]

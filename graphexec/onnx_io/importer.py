@@ -77,6 +77,8 @@ def import_onnx(model_or_path: Any, *, name: str | None = None,
             raise OnnxNeedsConstantsError(message, needs)
         raise OnnxImportError(message)
     metadata = _metadata(model, imp)
+    if constants:  # the graph computes the model for these values only
+        metadata["onnx_bound"] = _text(",".join(constants))
     gname = clean_name(name or model.graph.name or "onnx_model")
     try:
         return make_graph(gname, imp.inputs, imp.params, imp.defs, outputs, metadata=metadata,
@@ -109,8 +111,12 @@ def _bound_value(vi: Any, value: Any, k: str) -> np.ndarray:
     t = vi.type.tensor_type
     want = numpy_dtype(t.elem_type, f"constants[{k!r}]")
     given = np.asarray(value)
-    arr = given.astype(want)
-    if given.dtype.kind not in "biuf" or not np.array_equal(arr, given, equal_nan=given.dtype.kind == "f"):
+    exact = False
+    if given.dtype.kind in "biuf":
+        with np.errstate(all="ignore"):
+            arr = given.astype(want)
+        exact = bool(np.array_equal(arr, given, equal_nan=given.dtype.kind == "f" == want.kind))
+    if not exact:
         raise OnnxImportError(f"constants[{k!r}]: expected values of the input's type {want}, "
                               f"found {given.dtype} values that {want} does not hold exactly")
     dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim] \
