@@ -7,6 +7,7 @@ Messages say what was expected, what was found, and what to do about it::
     ├── GraphError               an invalid graph, or an executor used wrongly
     │   ├── ExecutionError       a gate failed while the graph ran (names the node)
     │   ├── OnnxImportError      an ONNX model graphexec cannot represent
+    │   │   └── OnnxNeedsConstantsError  ... until graph inputs are bound (import_onnx constants=)
     │   └── OnnxExportError      a graph that cannot be written as ONNX
     ├── UnknownOpError           an op no installed plugin provides (or too old a version)
     ├── PluginError              a plugin that cannot be imported or breaks the gate contract
@@ -43,6 +44,7 @@ __all__ = [
     "InProcessGateWarning",
     "OnnxExportError",
     "OnnxImportError",
+    "OnnxNeedsConstantsError",
     "OnnxUnavailableError",
     "OptimError",
     "PlotError",
@@ -100,6 +102,15 @@ class OnnxUnavailableError(GraphexecError):
 
 class OnnxImportError(GraphError):
     """An ONNX model uses ops (or op settings) that graphexec cannot represent."""
+
+
+class OnnxNeedsConstantsError(OnnxImportError):
+    """An ONNX model whose shapes, axes or bounds are graph inputs: it imports once they are
+    bound to values (``import_onnx(model, constants={...})``). ``names``: those inputs."""
+
+    def __init__(self, message: str, names: Sequence[str]) -> None:
+        super().__init__(message)
+        self.names = tuple(names)
 
 
 class OnnxExportError(GraphError):

@@ -27,6 +27,7 @@ The check always runs in float64: a float32 graph is checked on a float64 copy o
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -233,8 +234,18 @@ def float64_copy(graph: Graph) -> Graph:
     decls = [InputDecl(d.name, f64(d.dtype), d.shape) for d in graph.input_decls]
     params = {k: np.array(v, dtype=f64(v.dtype)) for k, v in graph.params.items()}
     buffers = {k: np.array(v, dtype=f64(v.dtype)) for k, v in graph.buffers.items()}
-    return Graph(graph.name, decls, params, graph.nodes, graph.output_map, buffers=buffers,
-                 frozen=graph.frozen)
+    return Graph(graph.name, decls, params, [_cast64(n) for n in graph.nodes], graph.output_map,
+                 buffers=buffers, frozen=graph.frozen)
+
+
+def _cast64(node: Node) -> Node:
+    """A ``cast`` between float dtypes casts to float64 in the copy (its rounding to float32
+    would swamp the finite differences; its derivative is 1 either way)."""
+    if node.op != "cast" or np.dtype(node.attrs.get("to", "float64")).kind != "f":
+        return node
+    attrs = {**node.attrs, "to": "float64"}
+    gate = type(node.gate)(type(node.gate).Attrs(**attrs))
+    return dataclasses.replace(node, attrs=attrs, gate=gate)
 
 
 def _feed64(graph: Graph, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:

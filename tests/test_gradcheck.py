@@ -65,6 +65,14 @@ def spec(op, rng):
         "pad": ([rng.standard_normal((n, d))], {"pads": [[1, 0], [0, 2]], "value": 1.0}),
         "clip": ([away(rng, (n, d))], {"min": -1.0}),
         "flatten": ([rng.standard_normal((n, d, h))], {}),
+        # reductions over axes, indexing (integer indices take no gradient) and cast
+        "reduce_max": ([rng.standard_normal((n, d, h))], {"axes": [0, -1], "keepdims": False}),
+        "reduce_sum": ([rng.standard_normal((n, d, h))], {"axes": [1]}),
+        "reduce_mean": ([rng.standard_normal((n, d, h))], {"axes": [-1, 0]}),
+        "slice": ([rng.standard_normal((n, d, h))], {"starts": [-1, 0], "ends": [-2**62, 9],
+                                                     "axes": [0, 2], "steps": [-1, 2]}),
+        "gather": ([rng.standard_normal((n, d)), rng.integers(-d, d, size=(2, 3))], {"axis": 1}),
+        "cast": ([rng.standard_normal((n, d)).astype("float32")], {"to": "float64"}),
     }
     if op in table:
         return table[op]

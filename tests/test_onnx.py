@@ -250,6 +250,13 @@ def op_graphs(dtype):
         "clip": ([("x", X)], {"min": -0.5, "max": 0.75}),
         "softmax": ([("x", img)], {"axis": 1}),
         "log_softmax": ([("x", X)], {"axis": -1}),
+        "reduce_sum": ([("x", img)], {"axes": [1, -1], "keepdims": False}),
+        "reduce_mean": ([("x", img)], {"axes": [0], "keepdims": True}),
+        "reduce_max": ([("x", X)], {"axes": None, "keepdims": False}),
+        "slice": ([("x", img)], {"starts": [-1, 1], "ends": [-2**62, 4], "axes": [2, 3],
+                                 "steps": [-2, 1]}),
+        "gather": ([("x", X), ("=i", np.array([[2, 0], [-1, 2]]))], {"axis": 1}),
+        "cast": ([("x", X)], {"to": "float64"}),
     })
     out = {name: op_graph(dtype, name.split("_scalar")[0].split("_vec")[0], args, **attrs)
            for name, (args, attrs) in cases.items()}

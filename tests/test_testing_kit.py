@@ -473,9 +473,14 @@ BUILTIN_CASES = {
     "global_avg_pool": {"shapes": [(2, 3, 4, 5)]},
     "batchnorm": {"shapes": [(4, 3), (3,), (3,), (3,), (3,)], "value_range": (0.5, 2.0)},
     "layernorm": {"shapes": [(4, 3), (3,), (3,)]},
+    # issue 14's: gather's indices are integers; cast changes the dtype by definition, so it is
+    # checked from integers (its float-to-float gradient: tests/test_gate_properties.py)
+    "gather": {"shapes": [(4, 3), (2, 2)], "dtypes": ("float64", "int64"), "int_range": (-4, 4)},
+    "cast": {"shapes": [(4, 3)], "dtypes": ("int64",), "int_range": (-5, 5),
+             "attrs": {"to": "float64"}},
 }
 
 
 def test_graphexec_s_own_distribution_passes_check_distribution():
     report = check_distribution("graphexec", cases=BUILTIN_CASES)
-    assert report.ok and len(report.checks) == 38
+    assert report.ok and len(report.checks) == 44

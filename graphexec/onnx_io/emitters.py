@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from graphexec.graph import Node
-from graphexec.onnx_io.common import custom_domain
+from graphexec.onnx_io.common import custom_domain, onnx_elem_type
 
 __all__ = ["EMITTERS", "META", "Emitter", "GateCall", "custom_node"]
 
@@ -252,6 +252,40 @@ def _clip(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> N
     em.node("Clip", [ins[0], *bounds], out)
 
 
+def _reduce_axes(op: str) -> Emit:
+    """reduce_sum / reduce_mean / reduce_max: ONNX's op with keepdims; axes [] (none) is the
+    identity; the axes are an input from opset 13 (ReduceSum) or 18 (the others)."""
+    def emit(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+        axes, keep = n.attrs.get("axes"), int(bool(n.attrs.get("keepdims", True)))
+        if axes is not None and not list(axes):
+            em.node("Identity", ins, out)
+        elif axes is None:
+            em.node(op, ins, out, keepdims=keep)
+        elif em.opset >= (13 if op == "ReduceSum" else 18):
+            em.node(op, [ins[0], em.const(list(axes), np.int64, f"{n.name}_axes")], out,
+                    keepdims=keep)
+        else:
+            em.node(op, ins, out, keepdims=keep, axes=list(axes))
+    return emit
+
+
+def _slice(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    starts = list(n.attrs.get("starts") or [])
+    if not starts:
+        em.node("Identity", ins, out)
+        return
+    axes = n.attrs.get("axes")
+    steps = n.attrs.get("steps")
+    axes = list(range(len(starts))) if axes is None else list(axes)
+    parts = [("starts", starts), ("ends", list(n.attrs["ends"])), ("axes", axes)]
+    parts += [("steps", list(steps))] if steps is not None else []
+    em.node("Slice", [ins[0], *(em.const(v, np.int64, f"{n.name}_{k}") for k, v in parts)], out)
+
+
+def _cast(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    em.node("Cast", ins, out, to=onnx_elem_type(n.attrs.get("to", "float64")))
+
+
 #: Built-in op -> how it is written in ONNX.
 EMITTERS: dict[str, Emit] = {
     **{op: _simple(onnx_op) for op, onnx_op in [
@@ -267,6 +301,9 @@ EMITTERS: dict[str, Emit] = {
     "transpose": _with_attrs("Transpose", perm="perm"), "concat": _with_attrs("Concat", axis="axis"),
     "pad": _pad, "clip": _clip, "softmax": _with_attrs("Softmax", axis="axis"),
     "log_softmax": _with_attrs("LogSoftmax", axis="axis"),
+    "reduce_sum": _reduce_axes("ReduceSum"), "reduce_mean": _reduce_axes("ReduceMean"),
+    "reduce_max": _reduce_axes("ReduceMax"), "slice": _slice, "cast": _cast,
+    "gather": _with_attrs("Gather", axis="axis"),
 }
 
 

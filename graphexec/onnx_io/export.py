@@ -147,7 +147,7 @@ def _dtypes(graph: Graph) -> dict[str, np.dtype]:
     for n in graph.nodes:
         ins = [dt[s] for s in n.inputs]
         floats = [d for d in ins if d.kind == "f"]
-        dt[n.name] = floats[0] if floats else ins[0]
+        dt[n.name] = np.dtype(n.attrs["to"]) if n.op == "cast" else floats[0] if floats else ins[0]
     return dt
 
 

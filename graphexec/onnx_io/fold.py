@@ -46,6 +46,8 @@ def fold(imp: Any) -> dict[str, Sym]:
     for k, node in enumerate(imp.graph.node):
         if k in imp.skip or node.domain not in DEFAULT_DOMAINS or not node.output:
             continue
+        if len(node.input) < _ARITY.get(node.op_type, 1) or not all(node.input[:1]):
+            continue  # malformed: left to the translator, which refuses it
         got = _STEP.get(node.op_type, _none)(imp, node, syms)
         if got is None:
             continue
@@ -109,6 +111,29 @@ def _concat(imp: Any, node: Any, syms: dict[str, Sym]) -> Sym | None:
     return Sym([e for p in parts if p is not None for e in p.entries])
 
 
+def _slice(imp: Any, node: Any, syms: dict[str, Sym]) -> Sym | None:
+    """Slice of a 1-D shape value (``x.shape[1:]``): ONNX slicing is Python's."""
+    v = _value(imp, node.input[0], syms)
+    if v is None or v.scalar:
+        return None
+    if imp.opset >= 10:
+        parts = [imp.consts.get(n) if n else None for n in list(node.input[1:5])]
+        if any(n and p is None for n, p in zip(node.input[1:5], parts)):
+            return None  # a computed or run-time bound: translated (or refused) as a Slice
+        starts, ends, axes, steps = (parts + [None] * 4)[:4]
+    else:
+        a = imp.attrs(node)
+        starts, ends, axes, steps = (a.get(k) for k in ("starts", "ends", "axes", "steps"))
+    if starts is None or ends is None or np.size(starts) != 1 or np.size(ends) != 1:
+        return None
+    if axes is not None and [int(x) for x in np.ravel(axes)] not in ([0], [-1]):
+        return None
+    step = 1 if steps is None else int(np.ravel(steps)[0])
+    if step == 0:
+        return None
+    return Sym(v.entries[int(np.ravel(starts)[0]):int(np.ravel(ends)[0]):step])
+
+
 def _cast(imp: Any, node: Any, syms: dict[str, Sym]) -> Sym | None:
     if imp.attrs(node).get("to") not in (6, 7) or node.input[0] not in syms:
         return None  # only shape values already symbolic; other casts are translated
@@ -133,8 +158,9 @@ def _constant_of_shape_step(imp: Any, node: Any, syms: dict[str, Sym]) -> Sym | 
     return None
 
 
+_ARITY = {"Gather": 2, "Concat": 1}  # inputs a step reads by position (default 1)
 _STEP = {"Shape": _shape, "Gather": _gather, "Unsqueeze": _unsqueeze, "Concat": _concat,
-         "Cast": _cast, "ConstantOfShape": _constant_of_shape_step}
+         "Slice": _slice, "Cast": _cast, "ConstantOfShape": _constant_of_shape_step}
 
 
 def reshape_target(imp: Any, x: str, entries: Entries) -> list[int] | None:

@@ -13,32 +13,47 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Mapping
 from typing import Any
 
-from graphexec.errors import GraphError
+import numpy as np
+
+from graphexec.errors import GraphError, OnnxNeedsConstantsError
 from graphexec.fileformat import MAGIC
 from graphexec.fileformat.schema import clean_text
 from graphexec.graph import Graph, InputDecl, NodeDef, make_graph
 from graphexec.onnx_io.common import OnnxImportError, numpy_dtype, require_onnx
 from graphexec.onnx_io.recognize import Mark
-from graphexec.onnx_io.translate import Importer, Refused, clean_name, unique_name
-from graphexec.onnx_io.translate_nn import TRANSLATORS
+from graphexec.onnx_io.translate import Importer, NeedsValue, Refused, clean_name, unique_name
+from graphexec.onnx_io.translate_nn import TRANSLATORS as NN
+from graphexec.onnx_io.translate_shape import TRANSLATORS as SHAPE
 
-__all__ = ["SUPPORTED_OPS", "import_onnx"]
+TRANSLATORS = {**NN, **SHAPE}
+
+__all__ = ["SUPPORTED_OPS", "bind", "import_onnx"]
 
 #: The ONNX ops (default domain) that import_onnx translates.
 SUPPORTED_OPS = tuple(sorted(TRANSLATORS))
 
 
-def import_onnx(model_or_path: Any, *, name: str | None = None) -> Graph:
+def import_onnx(model_or_path: Any, *, name: str | None = None,
+                constants: Mapping[str, Any] | None = None) -> Graph:
     """A graphexec Graph from an ONNX model (a ``ModelProto``, a path, or the model's bytes).
 
-    Raises OnnxImportError naming every unsupported op (and every unsupported use of a supported
-    one), OnnxUnavailableError without the ``onnx`` package.
+    ``constants`` binds graph inputs to values at import (``{"shape": [2, -1]}``): each stops
+    being an input and is read as an initializer, so a Reshape's shape, a reduction's axes or a
+    Clip's bounds given as inputs become the fixed attributes graphexec's gates take.
+
+    Raises OnnxNeedsConstantsError (an OnnxImportError) naming the graph inputs that must be
+    bound that way, OnnxImportError naming every unsupported op (and every unsupported use of a
+    supported one), OnnxUnavailableError without the ``onnx`` package.
     """
     onnx = require_onnx()
     model, where = _load(onnx, model_or_path)
+    if constants:
+        model = bind(onnx, model, constants, where)
     imp = Importer(onnx, model, where)
+    needs: list[str] = []
     _refuse_unknown_ops(model, where, imp.skip | set(imp.gates))
     _declare_inputs(imp)
     for k, node in enumerate(model.graph.node):
@@ -51,18 +66,66 @@ def import_onnx(model_or_path: Any, *, name: str | None = None) -> Graph:
                 TRANSLATORS.get(node.op_type, _custom)(imp, node)
         except OnnxImportError as e:
             imp.refused.update(node.output)
+            if isinstance(e, NeedsValue) and e.name not in needs:
+                needs.append(e.name)
             if not isinstance(e, Refused):
                 imp.problems.append(str(e))
     outputs = _outputs(imp)
     if imp.problems:
-        raise OnnxImportError(f"cannot import {where}: " + "; ".join(imp.problems))
+        message = f"cannot import {where}: " + "; ".join(imp.problems)
+        if needs:
+            raise OnnxNeedsConstantsError(message, needs)
+        raise OnnxImportError(message)
     metadata = _metadata(model, imp)
+    if constants:  # the graph computes the model for these values only
+        metadata["onnx_bound"] = _text(",".join(constants))
     gname = clean_name(name or model.graph.name or "onnx_model")
     try:
         return make_graph(gname, imp.inputs, imp.params, imp.defs, outputs, metadata=metadata,
                           buffers=imp.buffers, frozen=imp.constants)
     except GraphError as e:
         raise OnnxImportError(f"cannot import {where}: the translated graph is invalid: {e}") from e
+
+
+def bind(onnx: Any, model: Any, constants: Mapping[str, Any], where: str) -> Any:
+    """A copy of ``model`` in which each graph input named in ``constants`` is an initializer of
+    that value (converted to the input's declared type, which it must fit exactly)."""
+    inits = {t.name for t in model.graph.initializer}
+    declared = {vi.name: vi for vi in model.graph.input if vi.name not in inits}
+    unknown = [k for k in constants if k not in declared]
+    if unknown:
+        raise OnnxImportError(f"cannot import {where}: constants= names {unknown}, which are not "
+                              f"graph inputs; the model's inputs are {list(declared)}")
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    keep = [vi for vi in out.graph.input if vi.name not in constants]
+    del out.graph.input[:]
+    out.graph.input.extend(keep)
+    for k, value in constants.items():
+        arr = _bound_value(declared[k], value, k)
+        out.graph.initializer.append(onnx.numpy_helper.from_array(arr, k))
+    return out
+
+
+def _bound_value(vi: Any, value: Any, k: str) -> np.ndarray:
+    t = vi.type.tensor_type
+    want = numpy_dtype(t.elem_type, f"constants[{k!r}]")
+    given = np.asarray(value)
+    exact = False
+    if given.dtype.kind in "biuf":
+        with np.errstate(all="ignore"):
+            arr = given.astype(want)
+        exact = bool(np.array_equal(arr, given, equal_nan=given.dtype.kind == "f" == want.kind))
+    if not exact:
+        raise OnnxImportError(f"constants[{k!r}]: expected values of the input's type {want}, "
+                              f"found {given.dtype} values that {want} does not hold exactly")
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim] \
+        if t.HasField("shape") else None
+    if dims is not None and (len(dims) != arr.ndim or any(
+            d is not None and d != n for d, n in zip(dims, arr.shape))):
+        raise OnnxImportError(f"constants[{k!r}]: expected shape {tuple(dims)} (the input's "
+                              f"declared shape), found {arr.shape}")
+    return np.ascontiguousarray(arr)
 
 
 def _load(onnx: Any, src: Any) -> tuple[Any, str]:

@@ -15,7 +15,7 @@ from graphexec.graph import InputDecl, NodeDef
 from graphexec.onnx_io.common import OnnxImportError
 from graphexec.onnx_io.recognize import recognize
 
-__all__ = ["TRANSLATORS", "Importer", "Refused", "clean_name", "unique_name"]
+__all__ = ["TRANSLATORS", "Importer", "NeedsValue", "Refused", "clean_name", "unique_name"]
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
@@ -37,6 +37,15 @@ def unique_name(name: str, taken: Any) -> str:
 
 class Refused(OnnxImportError):
     """A value that depends on a node already refused (reported once, at that node)."""
+
+
+class NeedsValue(OnnxImportError):
+    """A node reads graph input ``name`` as a shape, axes or bound: known only when the model
+    runs, so the import needs it bound (``import_onnx(..., constants={name: value})``)."""
+
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message)
+        self.name = name
 
 
 class Importer:
@@ -200,6 +209,23 @@ class Importer:
             self.alias[out] = name
         return name
 
+    def const_input(self, node: Any, i: int, what: str, its: str = "its") -> np.ndarray | None:
+        """Input ``i`` of ``node`` as a constant (None if absent). A graph input raises
+        NeedsValue (bind it with ``constants=``); a computed value is refused."""
+        if len(node.input) <= i or not node.input[i]:
+            return None
+        name = node.input[i]
+        if name in self.consts:
+            return self.consts[name]
+        if name in self.input_names:
+            raise NeedsValue(self.refuse(node, f"{its} {what} {name!r} is a graph input, known "
+                                               "only when the model runs; bind it at import: "
+                                               f"import_onnx(model, constants={{{name!r}: "
+                                               "value}) (or make it an initializer)").args[0],
+                             name)
+        raise self.refuse(node, f"{its} {what} {name!r} is computed by another node; graphexec "
+                                "needs it as a constant at import (make it an initializer)")
+
     def refuse(self, node: Any, why: str) -> OnnxImportError:
         return OnnxImportError(f"node {node.name or node.output[0]!r} ({node.op_type}): {why}")
 
@@ -345,12 +371,9 @@ def _reshape(imp: Importer, node: Any) -> None:
                                    "takes a fixed shape with at most one -1")
         imp.emit("reshape", [imp.ref(node.input[0])], node.output[0], shape=target)
         return
-    shape = imp.consts.get(node.input[1])
+    shape = imp.const_input(node, 1, "shape", "the")
     if shape is None:
-        kind = ("a graph input, known only when the model runs" if node.input[1] in
-                imp.input_names else "computed, not a constant")
-        raise imp.refuse(node, f"the shape {node.input[1]!r} is {kind}; graphexec's reshape "
-                               "takes a fixed shape (make it an initializer)")
+        raise imp.refuse(node, "expected 2 inputs (data, shape), found 1")
     target = [int(n) for n in shape.reshape(-1)]
     if 0 in target and not imp.attrs(node).get("allowzero", 0):  # ONNX 0: copy that input dim
         src = imp.shape(node.input[0]) or ()
