@@ -348,35 +348,49 @@ def _scaled(imp: Importer, v: str, scale: float, dt: np.dtype[Any], hint: str) -
 
 
 def _softmax_ce(imp: Importer, node: Any) -> None:
-    """SoftmaxCrossEntropyLoss → softmax_cross_entropy (mean over every label) where exact:
-    (N, C, d1, ...) scores are moved to (N·d1·..., C); an ignore_index outside 0..C-1 can never
-    match a label that the gate accepts (the gate refuses such labels); ``log_prob`` is
-    log_softmax over axis 1."""
+    """SoftmaxCrossEntropyLoss: with reduction 'mean', no weights and no ignore_index, the
+    softmax_cross_entropy gate ((N, C, d1, ...) scores moved to (N·d1·..., C)); with any of them,
+    log_softmax over axis 1 then nll_loss with the same attributes, which is how ONNX defines
+    the op. The optional ``log_prob`` output is that log_softmax."""
     a = imp.attrs(node)
-    scores, labels = node.input[0], node.input[1]
+    scores, labels, out = node.input[0], node.input[1], node.output[0]
+    weighted = len(node.input) > 2 and bool(node.input[2])
+    log_prob = node.output[1] if len(node.output) > 1 and node.output[1] else None
+    if a.get("reduction", "mean") == "mean" and not weighted and "ignore_index" not in a:
+        _plain_softmax_ce(imp, node)
+        if log_prob:
+            imp.emit("log_softmax", [imp.ref(scores)], log_prob, axis=1)
+        return
+    lp = imp.emit("log_softmax", [imp.ref(scores)], log_prob, hint=f"{out}_log_prob", axis=1)
+    _nll_of(imp, node, lp, labels)
+
+
+def _plain_softmax_ce(imp: Importer, node: Any) -> None:
+    scores, out = node.input[0], node.output[0]
     shape = imp.shape(scores)
-    c = shape[1] if shape and len(shape) > 1 else None
-    if a.get("reduction", "mean") != "mean":
-        raise imp.refuse(node, f"reduction={a['reduction']!r}; graphexec's softmax_cross_entropy "
-                               "gives the mean over the labels only")
-    if len(node.input) > 2 and node.input[2]:
-        raise imp.refuse(node, "class weights (input 3); graphexec's softmax_cross_entropy is "
-                               "unweighted")
-    if c is None or shape is None:
+    if shape is None or len(shape) < 2 or shape[1] is None:
         raise imp.refuse(node, f"scores of shape {shape}: the class count (axis 1) must be known")
-    ii = a.get("ignore_index")
-    if ii is not None and 0 <= int(ii) < int(c):
-        raise imp.refuse(node, f"ignore_index={ii} is a class (0..{c - 1}); graphexec's "
-                               "softmax_cross_entropy counts every label")
-    s, y, out = imp.ref(scores), imp.ref(labels), node.output[0]
+    s, y = imp.ref(scores), imp.ref(node.input[1])
     if len(shape) > 2:
         perm = [0] + list(range(2, len(shape))) + [1]
         s = imp.emit("transpose", [s], hint=f"{out}_classes_last", perm=perm)
-        s = imp.emit("reshape", [s], hint=f"{out}_scores_2d", shape=[-1, int(c)])
+        s = imp.emit("reshape", [s], hint=f"{out}_scores_2d", shape=[-1, int(shape[1])])
         y = imp.emit("reshape", [y], hint=f"{out}_labels_1d", shape=[-1])
     imp.emit("softmax_cross_entropy", [s, y], out)
-    if len(node.output) > 1 and node.output[1]:
-        imp.emit("log_softmax", [imp.ref(scores)], node.output[1], axis=1)
+
+
+def _nll(imp: Importer, node: Any) -> None:
+    """NegativeLogLikelihoodLoss → nll_loss (every attribute)."""
+    _nll_of(imp, node, imp.ref(node.input[0]), node.input[1])
+
+
+def _nll_of(imp: Importer, node: Any, log_probs: str, labels: str) -> None:
+    a = imp.attrs(node)
+    ins = [log_probs, imp.ref(labels)]
+    if len(node.input) > 2 and node.input[2]:
+        ins.append(imp.ref(node.input[2]))
+    extra: dict[str, Any] = {"ignore_index": int(a["ignore_index"])} if "ignore_index" in a else {}
+    imp.emit("nll_loss", ins, node.output[0], reduction=str(a.get("reduction", "mean")), **extra)
 
 
 def _identity(imp: Importer, node: Any) -> None:
@@ -393,4 +407,5 @@ TRANSLATORS: dict[str, Translate] = {
     "Softmax": _softmax("softmax"), "LogSoftmax": _softmax("log_softmax"),
     "ReduceSum": _reduce("sum"), "ReduceMean": _reduce("mean"), "Dropout": _dropout,
     "Gemm": _gemm, "SoftmaxCrossEntropyLoss": _softmax_ce, "Identity": _identity,
+    "NegativeLogLikelihoodLoss": _nll,
 }
