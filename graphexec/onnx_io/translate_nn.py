@@ -174,8 +174,27 @@ def _layernorm(imp: Importer, node: Any) -> None:
     else:
         dt = imp.dtype(x) or np.dtype("float32")
         ins.append(imp.param(f"{out}_zero_bias", np.zeros(tail, dt), made_up=True))
-    imp.emit("layernorm", ins, out, normalized_ndim=rank - axis,
-             eps=f32(imp.attrs(node).get("epsilon", 1e-5)))
+    eps = f32(imp.attrs(node).get("epsilon", 1e-5))
+    imp.emit("layernorm", ins, out, normalized_ndim=rank - axis, eps=eps)
+    _layernorm_stats(imp, node, rank - axis, eps)
+
+
+def _layernorm_stats(imp: Importer, node: Any, k: int, eps: float) -> None:
+    """LayerNormalization's Mean and InvStdDev outputs (where used) as layernorm_stat nodes;
+    ONNX gives them in the stash type (float32 for stash_type=1, the only one defined)."""
+    used = [(o, stat) for o, stat in zip(node.output[1:3], ("mean", "inv_std_dev"))
+            if o and (imp.uses[o] or o in imp.graph_outputs)]
+    if not used:
+        return
+    stash = int(imp.attrs(node).get("stash_type", 1))
+    dt = imp.dtype(node.input[0])
+    if stash != 1 or dt != np.dtype("float32"):
+        raise imp.refuse(node, f"its {used[0][0]!r} output is asked in stash_type {stash} for X "
+                               f"of dtype {dt}; graphexec computes the statistics in X's dtype, "
+                               "so only float32 X with stash_type=1 (float32) matches")
+    for o, stat in used:
+        imp.emit("layernorm_stat", [imp.ref(node.input[0])], o, stat=stat, normalized_ndim=k,
+                 eps=eps)
 
 
 # ---------------------------------------------------------------------------- layout
@@ -348,16 +367,16 @@ def _scaled(imp: Importer, v: str, scale: float, dt: np.dtype[Any], hint: str) -
 
 
 def _softmax_ce(imp: Importer, node: Any) -> None:
-    """SoftmaxCrossEntropyLoss: with reduction 'mean', no weights and no ignore_index, the
-    softmax_cross_entropy gate ((N, C, d1, ...) scores moved to (N·d1·..., C)); with any of them,
-    log_softmax over axis 1 then nll_loss with the same attributes, which is how ONNX defines
-    the op. The optional ``log_prob`` output is that log_softmax."""
+    """SoftmaxCrossEntropyLoss: with reduction 'mean' and no weights, the softmax_cross_entropy
+    gate (with its ignore_index; (N, C, d1, ...) scores moved to (N·d1·..., C)); with weights or
+    another reduction, log_softmax over axis 1 then nll_loss with the same attributes, which is
+    how ONNX defines the op. The optional ``log_prob`` output is that log_softmax."""
     a = imp.attrs(node)
     scores, labels, out = node.input[0], node.input[1], node.output[0]
     weighted = len(node.input) > 2 and bool(node.input[2])
     log_prob = node.output[1] if len(node.output) > 1 and node.output[1] else None
-    if a.get("reduction", "mean") == "mean" and not weighted and "ignore_index" not in a:
-        _plain_softmax_ce(imp, node)
+    if a.get("reduction", "mean") == "mean" and not weighted:
+        _plain_softmax_ce(imp, node, a.get("ignore_index"))
         if log_prob:
             imp.emit("log_softmax", [imp.ref(scores)], log_prob, axis=1)
         return
@@ -365,7 +384,7 @@ def _softmax_ce(imp: Importer, node: Any) -> None:
     _nll_of(imp, node, lp, labels)
 
 
-def _plain_softmax_ce(imp: Importer, node: Any) -> None:
+def _plain_softmax_ce(imp: Importer, node: Any, ignore: Any) -> None:
     scores, out = node.input[0], node.output[0]
     shape = imp.shape(scores)
     if shape is None or len(shape) < 2 or shape[1] is None:
@@ -376,7 +395,8 @@ def _plain_softmax_ce(imp: Importer, node: Any) -> None:
         s = imp.emit("transpose", [s], hint=f"{out}_classes_last", perm=perm)
         s = imp.emit("reshape", [s], hint=f"{out}_scores_2d", shape=[-1, int(shape[1])])
         y = imp.emit("reshape", [y], hint=f"{out}_labels_1d", shape=[-1])
-    imp.emit("softmax_cross_entropy", [s, y], out)
+    extra: dict[str, Any] = {} if ignore is None else {"ignore_index": int(ignore)}
+    imp.emit("softmax_cross_entropy", [s, y], out, **extra)
 
 
 def _nll(imp: Importer, node: Any) -> None:
@@ -397,6 +417,21 @@ def _identity(imp: Importer, node: Any) -> None:
     imp.alias[node.output[0]] = imp.ref(node.input[0])
 
 
+# ---------------------------------------------------------------------------- activations
+def _activation(op: str, **defaults: float) -> Translate:
+    """A one-input activation; ``defaults``: its float attributes (ONNX stores float32)."""
+    def tr(imp: Importer, node: Any) -> None:
+        dt = imp.dtype(node.input[0])
+        if dt is None or dt.kind != "f":
+            raise imp.refuse(node, f"input dtype {dt}; graphexec's {op} takes float32/float64")
+        a = imp.attrs(node)
+        attrs: dict[str, Any] = {k: f32(a.get(k, v)) for k, v in defaults.items()}
+        if node.op_type == "Gelu":
+            attrs["approximate"] = str(a.get("approximate", "none"))
+        imp.emit(op, [imp.ref(node.input[0])], node.output[0], **attrs)
+    return tr
+
+
 #: ONNX op (default domain) -> translator: the basic table and the network ops.
 TRANSLATORS: dict[str, Translate] = {
     **BASIC,
@@ -407,5 +442,7 @@ TRANSLATORS: dict[str, Translate] = {
     "Softmax": _softmax("softmax"), "LogSoftmax": _softmax("log_softmax"),
     "ReduceSum": _reduce("sum"), "ReduceMean": _reduce("mean"), "Dropout": _dropout,
     "Gemm": _gemm, "SoftmaxCrossEntropyLoss": _softmax_ce, "Identity": _identity,
-    "NegativeLogLikelihoodLoss": _nll,
+    "NegativeLogLikelihoodLoss": _nll, "Erf": _activation("erf"), "Gelu": _activation("onnx_gelu"),
+    "Softplus": _activation("onnx_softplus"), "HardSwish": _activation("hard_swish"),
+    "HardSigmoid": _activation("hard_sigmoid", alpha=0.2, beta=0.5),
 }
