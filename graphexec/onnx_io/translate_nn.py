@@ -100,6 +100,12 @@ def _conv(imp: Importer, node: Any) -> None:
 
 
 def _pool(op: str) -> Translate:
+    """MaxPool / AveragePool → max_pool2d / avg_pool2d. ceil_mode=1 adds the partial last
+    windows (ONNX: ⌈(n + pads - k) / s⌉ + 1 windows, less one if the last would start in the
+    end padding) as extra end padding; an average whose windows the gate cannot count (the
+    extra end padding, asymmetric pads with count_include_pad=0) is a sum pool times a constant
+    map of KH·KW / count (ONNX's count: the window's real pixels, or for count_include_pad=1
+    its pixels inside the declared pads)."""
     def tr(imp: Importer, node: Any) -> None:
         _image(imp, node)
         a = imp.attrs(node)
@@ -107,25 +113,62 @@ def _pool(op: str) -> Translate:
         stride = _ints(imp, node, "strides", [1, 1])
         if any(d != 1 for d in _ints(imp, node, "dilations", [1, 1])):
             raise imp.refuse(node, f"dilations {a['dilations']}; graphexec's pooling has none")
-        if a.get("ceil_mode", 0):
-            raise imp.refuse(node, "ceil_mode=1 (a partial last window); graphexec's pooling "
-                                   "floors")
         if a.get("storage_order", 0):
             raise imp.refuse(node, "storage_order=1 (column-major indices)")
+        ceil = bool(a.get("ceil_mode", 0))
+        if ceil and a.get("auto_pad", "NOTSET") != "NOTSET":
+            raise imp.refuse(node, f"ceil_mode=1 with auto_pad={a['auto_pad']!r}, which ONNX "
+                                   "leaves undefined (its reference refuses it too)")
         before, after = _spatial(imp, node, kernel, [1, 1], stride)
+        extra = _ceil_extra(imp, node, kernel, stride, before, after) if ceil else [0, 0]
         include = bool(a.get("count_include_pad", 0))
         x = imp.ref(node.input[0])
+        ends = [b + e for b, e in zip(after, extra)]
         fits = all(2 * b <= k for b, k in zip(before, kernel))
-        if before != after or not fits:
-            if op == "avg_pool2d" and not include:
-                raise imp.refuse(node, f"pads {before + after} are asymmetric or over half the "
-                                       "kernel with count_include_pad=0; graphexec cannot "
-                                       "count those windows' real pixels")
-            x = _pad_first(imp, node, x, before, after, -math.inf if op == "max_pool2d" else 0.0)
+        if op == "avg_pool2d" and (any(extra) and include or before != ends and not include
+                                   or not fits and not include):
+            _counted_avg(imp, node, x, kernel, stride, before, after, extra, include)
+            return
+        if before != ends or not fits:
+            x = _pad_first(imp, node, x, before, ends, -math.inf if op == "max_pool2d" else 0.0)
             before = [0, 0]
-        extra: dict[str, Any] = {"count_include_pad": include} if op == "avg_pool2d" else {}
-        imp.emit(op, [x], node.output[0], kernel=kernel, stride=stride, padding=before, **extra)
+        more: dict[str, Any] = {"count_include_pad": include} if op == "avg_pool2d" else {}
+        imp.emit(op, [x], node.output[0], kernel=kernel, stride=stride, padding=before, **more)
     return tr
+
+
+def _ceil_extra(imp: Importer, node: Any, kernel: list[int], stride: list[int],
+                before: list[int], after: list[int]) -> list[int]:
+    """The end padding that ceil_mode=1 adds per axis, so that flooring pools its windows."""
+    extra = []
+    for n, k, s, b, e in zip(_known(imp, node, node.input[0])[2:], kernel, stride, before, after):
+        out = -(-(n + b + e - k) // s) + 1
+        if (out - 1) * s >= n + b:  # the last window would start in the end padding
+            out -= 1
+        extra.append(max((out - 1) * s + k - (n + b + e), 0))
+    return extra
+
+
+def _counted_avg(imp: Importer, node: Any, x: str, kernel: list[int], stride: list[int],
+                 before: list[int], after: list[int], extra: list[int], include: bool) -> None:
+    """avg over ONNX's counts: zero-pad, average over KH·KW, times KH·KW / count per window."""
+    size, out = _known(imp, node, node.input[0])[2:], node.output[0]
+    counts = []
+    for n, k, s, b, e, more in zip(size, kernel, stride, before, after, extra):
+        lo, hi = (0, b + n + e) if include else (b, b + n)  # where pixels count
+        starts = np.arange(0, b + n + e + more - k + 1, s)
+        counts.append(np.minimum(starts + k, hi) - np.maximum(starts, lo))
+    count = np.outer(counts[0], counts[1])
+    if (count <= 0).any():
+        raise imp.refuse(node, f"pads {before + after} leave a window with no pixel to count "
+                               "(ONNX's average there is 0/0)")
+    x = _pad_first(imp, node, x, before, [e + m for e, m in zip(after, extra)], 0.0)
+    mean = imp.emit("avg_pool2d", [x], hint=f"{out}_over_kernel", kernel=kernel, stride=stride,
+                    padding=[0, 0], count_include_pad=True)
+    dt = imp.dtype(node.input[0]) or np.dtype("float32")
+    scale = imp.param(f"{out}_count_scale", (kernel[0] * kernel[1] / count).astype(dt),
+                      made_up=True)
+    imp.emit("mul", [mean, scale], out)
 
 
 def _global_avg(imp: Importer, node: Any) -> None:
