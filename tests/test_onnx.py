@@ -244,6 +244,7 @@ def op_graphs(dtype):
                       {"eps": 1e-3}),
         "layernorm": ([("x", X), ("=g", V), ("=b", V[::-1])], {}),
         "dropout": ([("x", X)], {"p": 0.25}),
+        "dropout_mask": ([("x", img)], {}),
         "flatten": ([("x", img)], {"axis": 2}),
         "transpose": ([("x", img)], {"perm": [0, 2, 3, 1]}),
         "concat": ([("x", X), ("w", X * 2)], {"axis": 1}),

@@ -18,7 +18,7 @@ from graphexec.gate import Attrs, Ctx, Gate, Spec
 from graphexec.gates._samples import Sample
 from graphexec.gates._shapes import fmt, same_dim
 
-__all__ = ["BatchNorm", "Dropout", "LayerNorm", "LayerNormStat"]
+__all__ = ["BatchNorm", "Dropout", "DropoutMask", "LayerNorm", "LayerNormStat"]
 
 
 def _normalize_backward(dxhat: np.ndarray, xhat: np.ndarray, inv: np.ndarray,
@@ -231,6 +231,30 @@ class LayerNormStat(Gate):
         k = int(rng.integers(1, len(shape) + 1))
         stat = str(rng.choice(["mean", "inv_std_dev"]))
         return (rng.standard_normal(shape),), {"normalized_ndim": k, "stat": stat}
+
+
+class DropoutMask(Gate):
+    """m = True for every element of x (shape of x, dtype bool): the mask that dropout keeps in
+    evaluation mode (ONNX Dropout's second output with training_mode False).
+    Local gradient 0: m does not depend on the values of x."""
+
+    name, version = "dropout_mask", 1
+    fresh_grads = True  # see Gate.fresh_grads
+
+    def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
+        ctx.shape, ctx.dtype = x.shape, x.dtype
+        return np.ones(x.shape, dtype=bool)
+
+    def backward(self, ctx: Ctx, dm: np.ndarray) -> tuple[np.ndarray]:
+        return (np.zeros(ctx.shape, dtype=ctx.dtype),)
+
+    def infer(self, x: Spec) -> Spec:
+        return Spec(x.shape, np.dtype(bool))
+
+    @staticmethod
+    def sample_inputs(rng: np.random.Generator) -> Sample:
+        shape = tuple(int(v) for v in rng.integers(1, 4, size=int(rng.integers(0, 4))))
+        return (rng.standard_normal(shape),), {}
 
 
 class Dropout(Gate):

@@ -330,6 +330,12 @@ def _hard(swish: bool) -> Emit:
     return emit
 
 
+def _dropout_mask(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    """All True in x's shape: ConstantOfShape(Shape(x), True)."""
+    true = em.h.make_tensor("value", em.onnx.TensorProto.BOOL, [1], [True])
+    em.node("ConstantOfShape", [em.node("Shape", ins, hint=f"{n.name}_shape")], out, value=true)
+
+
 #: Built-in op -> how it is written in ONNX.
 EMITTERS: dict[str, Emit] = {
     **{op: _simple(onnx_op) for op, onnx_op in [
@@ -348,7 +354,7 @@ EMITTERS: dict[str, Emit] = {
     # issue 14 (ONNX losses, layernorm statistics, activations)
     "nll_loss": _nll, "layernorm_stat": _layernorm_stat, "erf": _simple("Erf"),
     "onnx_gelu": _gelu, "onnx_softplus": _simple("Softplus"), "hard_sigmoid": _hard(False),
-    "hard_swish": _hard(True),
+    "hard_swish": _hard(True), "dropout_mask": _dropout_mask,
 }
 
 

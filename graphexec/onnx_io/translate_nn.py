@@ -356,7 +356,8 @@ def _matmul_reduce(imp: Importer, node: Any, op: str, axes: list[int], keep: boo
 
 # ---------------------------------------------------------------------------- older ops
 def _dropout(imp: Importer, node: Any) -> None:
-    """Dropout in inference is the identity; training mode draws ONNX's random mask."""
+    """Dropout in inference is the identity, its mask all True (dropout_mask); training mode
+    draws ONNX's random mask, which graphexec cannot reproduce: refused."""
     a = imp.attrs(node)
     training = bool(a.get("is_test", 1) == 0 and imp.opset < 7)
     given = imp.opset >= 12 and len(node.input) > 2 and node.input[2]
@@ -368,11 +369,10 @@ def _dropout(imp: Importer, node: Any) -> None:
         raise imp.refuse(node, "training_mode may be True, which drops a random mask drawn by "
                                "the ONNX runtime's generator that graphexec cannot reproduce bit "
                                "for bit; give training_mode as the constant False (eval mode)")
-    if len(node.output) > 1 and node.output[1] and (imp.uses[node.output[1]]
-                                                     or node.output[1] in imp.graph_outputs):
-        raise imp.refuse(node, f"its mask output {node.output[1]!r} is used; graphexec imports "
-                               "Dropout in inference as the identity and computes no mask")
     imp.alias[node.output[0]] = imp.ref(node.input[0])
+    mask = node.output[1] if len(node.output) > 1 else ""
+    if mask and (imp.uses[mask] or mask in imp.graph_outputs):
+        imp.emit("dropout_mask", [imp.ref(node.input[0])], mask)  # inference: all True
 
 
 def _gemm(imp: Importer, node: Any) -> None:
