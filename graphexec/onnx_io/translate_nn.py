@@ -1,6 +1,6 @@
 """ONNX → graphexec translators for the network ops: convolution, pooling, normalisation,
 layout, softmax, reductions over axes, and the ONNX settings of the older ones (Gemm's
-transposes, Dropout's modes, SoftmaxCrossEntropyLoss's attributes).
+transposes, Dropout's modes); the losses and activations are in ``translate_loss``.
 
 Each maps to a gate that computes the ONNX op exactly, or refuses naming the setting it cannot
 represent. ``TRANSLATORS`` here is the whole table (``translate.TRANSLATORS`` plus these).
@@ -15,6 +15,7 @@ import numpy as np
 
 from graphexec.onnx_io.translate import TRANSLATORS as BASIC
 from graphexec.onnx_io.translate import Importer, Translate, f32
+from graphexec.onnx_io.translate_loss import LOSSES_AND_ACTIVATIONS
 
 __all__ = ["TRANSLATORS"]
 
@@ -409,70 +410,8 @@ def _scaled(imp: Importer, v: str, scale: float, dt: np.dtype[Any], hint: str) -
     return imp.emit("mul", [v, k], hint=f"{hint}_mul")
 
 
-def _softmax_ce(imp: Importer, node: Any) -> None:
-    """SoftmaxCrossEntropyLoss: with reduction 'mean' and no weights, the softmax_cross_entropy
-    gate (with its ignore_index; (N, C, d1, ...) scores moved to (N·d1·..., C)); with weights or
-    another reduction, log_softmax over axis 1 then nll_loss with the same attributes, which is
-    how ONNX defines the op. The optional ``log_prob`` output is that log_softmax."""
-    a = imp.attrs(node)
-    scores, labels, out = node.input[0], node.input[1], node.output[0]
-    weighted = len(node.input) > 2 and bool(node.input[2])
-    log_prob = node.output[1] if len(node.output) > 1 and node.output[1] else None
-    if a.get("reduction", "mean") == "mean" and not weighted:
-        _plain_softmax_ce(imp, node, a.get("ignore_index"))
-        if log_prob:
-            imp.emit("log_softmax", [imp.ref(scores)], log_prob, axis=1)
-        return
-    lp = imp.emit("log_softmax", [imp.ref(scores)], log_prob, hint=f"{out}_log_prob", axis=1)
-    _nll_of(imp, node, lp, labels)
-
-
-def _plain_softmax_ce(imp: Importer, node: Any, ignore: Any) -> None:
-    scores, out = node.input[0], node.output[0]
-    shape = imp.shape(scores)
-    if shape is None or len(shape) < 2 or shape[1] is None:
-        raise imp.refuse(node, f"scores of shape {shape}: the class count (axis 1) must be known")
-    s, y = imp.ref(scores), imp.ref(node.input[1])
-    if len(shape) > 2:
-        perm = [0] + list(range(2, len(shape))) + [1]
-        s = imp.emit("transpose", [s], hint=f"{out}_classes_last", perm=perm)
-        s = imp.emit("reshape", [s], hint=f"{out}_scores_2d", shape=[-1, int(shape[1])])
-        y = imp.emit("reshape", [y], hint=f"{out}_labels_1d", shape=[-1])
-    extra: dict[str, Any] = {} if ignore is None else {"ignore_index": int(ignore)}
-    imp.emit("softmax_cross_entropy", [s, y], out, **extra)
-
-
-def _nll(imp: Importer, node: Any) -> None:
-    """NegativeLogLikelihoodLoss → nll_loss (every attribute)."""
-    _nll_of(imp, node, imp.ref(node.input[0]), node.input[1])
-
-
-def _nll_of(imp: Importer, node: Any, log_probs: str, labels: str) -> None:
-    a = imp.attrs(node)
-    ins = [log_probs, imp.ref(labels)]
-    if len(node.input) > 2 and node.input[2]:
-        ins.append(imp.ref(node.input[2]))
-    extra: dict[str, Any] = {"ignore_index": int(a["ignore_index"])} if "ignore_index" in a else {}
-    imp.emit("nll_loss", ins, node.output[0], reduction=str(a.get("reduction", "mean")), **extra)
-
-
 def _identity(imp: Importer, node: Any) -> None:
     imp.alias[node.output[0]] = imp.ref(node.input[0])
-
-
-# ---------------------------------------------------------------------------- activations
-def _activation(op: str, **defaults: float) -> Translate:
-    """A one-input activation; ``defaults``: its float attributes (ONNX stores float32)."""
-    def tr(imp: Importer, node: Any) -> None:
-        dt = imp.dtype(node.input[0])
-        if dt is None or dt.kind != "f":
-            raise imp.refuse(node, f"input dtype {dt}; graphexec's {op} takes float32/float64")
-        a = imp.attrs(node)
-        attrs: dict[str, Any] = {k: f32(a.get(k, v)) for k, v in defaults.items()}
-        if node.op_type == "Gelu":
-            attrs["approximate"] = str(a.get("approximate", "none"))
-        imp.emit(op, [imp.ref(node.input[0])], node.output[0], **attrs)
-    return tr
 
 
 #: ONNX op (default domain) -> translator: the basic table and the network ops.
@@ -484,8 +423,5 @@ TRANSLATORS: dict[str, Translate] = {
     "Flatten": _flatten, "Squeeze": _to_shape, "Unsqueeze": _to_shape, "Clip": _clip,
     "Softmax": _softmax("softmax"), "LogSoftmax": _softmax("log_softmax"),
     "ReduceSum": _reduce("sum"), "ReduceMean": _reduce("mean"), "Dropout": _dropout,
-    "Gemm": _gemm, "SoftmaxCrossEntropyLoss": _softmax_ce, "Identity": _identity,
-    "NegativeLogLikelihoodLoss": _nll, "Erf": _activation("erf"), "Gelu": _activation("onnx_gelu"),
-    "Softplus": _activation("onnx_softplus"), "HardSwish": _activation("hard_swish"),
-    "HardSigmoid": _activation("hard_sigmoid", alpha=0.2, beta=0.5),
+    "Gemm": _gemm, "Identity": _identity, **LOSSES_AND_ACTIVATIONS,
 }
