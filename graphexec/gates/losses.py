@@ -1,8 +1,7 @@
 """Loss functions: softmax cross-entropy, multiclass SVM (hinge) loss, and L2 regularisation.
 
 Each returns a scalar (a 0-d array of the scores' dtype).  Labels are integer class indices
-in range (or softmax_cross_entropy's ``ignore_index``); they take no gradient, so backward
-returns None for them.  Forward checks the
+in range; they take no gradient, so backward returns None for them.  Forward checks the
 labels (integers, shape (N,) for scores (N, C), each in 0..C-1) and raises GraphError
 otherwise: numpy would read a label -1 as the last class without a word.
 """
@@ -62,34 +61,16 @@ def sample_scores_labels(rng: np.random.Generator) -> Sample:
 class SoftmaxCrossEntropy(Gate):
     """L = (1/N) Σᵢ -log pᵢ,yᵢ  with  pᵢ = softmax(sᵢ),  for scores s (N, C) and labels y (N,).
 
-    With ``ignore_index`` k, the rows with yᵢ = k are left out and the mean is over the K rows
-    kept (ONNX's and PyTorch's ignore_index; 0/0 = nan if every row is ignored).
     Stable form: log pᵢⱼ = (sᵢⱼ - mᵢ) - log Σₖ e^(sᵢₖ - mᵢ) with mᵢ = maxₖ sᵢₖ, so every
     exponent is <= 0 and the sum is >= 1 (no overflow, no log 0).
-    Local gradient: dL/dsᵢⱼ = (pᵢⱼ - [j = yᵢ]) / K for a row kept (K = N without
-    ignore_index), 0 for a row ignored.
+    Local gradient: dL/dsᵢⱼ = (pᵢⱼ - [j = yᵢ]) / N.
     """
 
     name, version = "softmax_cross_entropy", 1
     fresh_grads = True  # see Gate.fresh_grads
-
-    class Attrs(Attrs):
-        ignore_index: int | None = None
-
-    @staticmethod
-    def sample_inputs(rng: np.random.Generator) -> Sample:
-        (scores, labels), _ = sample_scores_labels(rng)
-        if len(labels) < 2 or rng.random() < 0.5:
-            return (scores, labels), {}
-        labels[0] = ii = -100 if rng.random() < 0.5 or scores.shape[1] < 2 else labels[0]
-        labels[-1] = labels[-1] if labels[-1] != ii else (ii + 1) % scores.shape[1]
-        return (scores, labels), {"ignore_index": int(ii)}  # rows 0 ignored, the last kept
+    sample_inputs = staticmethod(sample_scores_labels)
 
     def forward(self, ctx: Ctx, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        ii = self.attrs.ignore_index
-        ctx.keep = None if ii is None else labels != ii
-        if ctx.keep is not None:
-            labels = np.where(ctx.keep, labels, 0)  # a stand-in class, weighted 0 below
         check_labels(scores, labels)
         shifted = scores - scores.max(axis=1, keepdims=True)
         e = np.exp(shifted)
@@ -97,23 +78,14 @@ class SoftmaxCrossEntropy(Gate):
         rows = np.arange(scores.shape[0])
         e /= z  # in place: e becomes the softmax p
         ctx.p, ctx.rows, ctx.labels = e, rows, labels
-        per = np.log(z[:, 0]) - shifted[rows, labels]  # -log pᵢ,yᵢ
-        if ctx.keep is None:
-            ctx.count = len(rows)
-            return np.asarray(per.mean())
-        ctx.count = int(ctx.keep.sum())
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.asarray(np.where(ctx.keep, per, 0).sum() / ctx.count, dtype=per.dtype)
+        return np.asarray((np.log(z[:, 0]) - shifted[rows, labels]).mean())  # mean of -log pᵢ,yᵢ
 
     def backward(self, ctx: Ctx, dloss: np.ndarray) -> tuple[np.ndarray | None, None]:
         if not ctx.needs_grad[0]:
             return None, None
-        with np.errstate(invalid="ignore", divide="ignore"):
-            scale = dloss / ctx.count
+        scale = dloss / len(ctx.rows)
         dscores = ctx.p * scale  # a new array: ctx.p stays the softmax
         dscores[ctx.rows, ctx.labels] -= scale
-        if ctx.keep is not None:
-            dscores *= ctx.keep[:, None]
         return dscores, None
 
     def infer(self, scores: Spec, labels: Spec) -> Spec:

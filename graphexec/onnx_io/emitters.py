@@ -161,9 +161,7 @@ def _maxout(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) ->
 
 
 def _softmax_ce(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
-    ii = n.attrs.get("ignore_index")
-    extra: dict[str, Any] = {} if ii is None else {"ignore_index": int(ii)}
-    em.node("SoftmaxCrossEntropyLoss", ins, out, reduction="mean", **extra)
+    em.node("SoftmaxCrossEntropyLoss", ins, out, reduction="mean")
 
 
 def _svm(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:

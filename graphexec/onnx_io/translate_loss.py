@@ -13,16 +13,16 @@ __all__ = ["LOSSES_AND_ACTIVATIONS"]
 
 
 def _softmax_ce(imp: Importer, node: Any) -> None:
-    """SoftmaxCrossEntropyLoss: with reduction 'mean' and no weights, the softmax_cross_entropy
-    gate (with its ignore_index; (N, C, d1, ...) scores moved to (N·d1·..., C)); with weights or
-    another reduction, log_softmax over axis 1 then nll_loss with the same attributes, which is
-    how ONNX defines the op. The optional ``log_prob`` output is that log_softmax."""
+    """SoftmaxCrossEntropyLoss: with reduction 'mean', no weights and no ignore_index, the
+    softmax_cross_entropy gate ((N, C, d1, ...) scores moved to (N·d1·..., C)); with any of them,
+    log_softmax over axis 1 then nll_loss with the same attributes, which is how ONNX defines
+    the op. The optional ``log_prob`` output is that log_softmax."""
     a = imp.attrs(node)
     scores, labels, out = node.input[0], node.input[1], node.output[0]
     weighted = len(node.input) > 2 and bool(node.input[2])
     log_prob = node.output[1] if len(node.output) > 1 and node.output[1] else None
-    if a.get("reduction", "mean") == "mean" and not weighted:
-        _plain_softmax_ce(imp, node, a.get("ignore_index"))
+    if a.get("reduction", "mean") == "mean" and not weighted and "ignore_index" not in a:
+        _plain_softmax_ce(imp, node)
         if log_prob:
             imp.emit("log_softmax", [imp.ref(scores)], log_prob, axis=1)
         return
@@ -30,7 +30,7 @@ def _softmax_ce(imp: Importer, node: Any) -> None:
     _nll_of(imp, node, lp, labels)
 
 
-def _plain_softmax_ce(imp: Importer, node: Any, ignore: Any) -> None:
+def _plain_softmax_ce(imp: Importer, node: Any) -> None:
     scores, out = node.input[0], node.output[0]
     shape = imp.shape(scores)
     if shape is None or len(shape) < 2 or shape[1] is None:
@@ -41,8 +41,7 @@ def _plain_softmax_ce(imp: Importer, node: Any, ignore: Any) -> None:
         s = imp.emit("transpose", [s], hint=f"{out}_classes_last", perm=perm)
         s = imp.emit("reshape", [s], hint=f"{out}_scores_2d", shape=[-1, int(shape[1])])
         y = imp.emit("reshape", [y], hint=f"{out}_labels_1d", shape=[-1])
-    extra: dict[str, Any] = {} if ignore is None else {"ignore_index": int(ignore)}
-    imp.emit("softmax_cross_entropy", [s, y], out, **extra)
+    imp.emit("softmax_cross_entropy", [s, y], out)
 
 
 def _nll(imp: Importer, node: Any) -> None:
