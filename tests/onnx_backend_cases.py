@@ -29,6 +29,8 @@ from graphexec.onnx_io import SUPPORTED_OPS, OnnxImportError
 MODULES = {"BatchNormalization": "batch_normalization",
            "SoftmaxCrossEntropyLoss": "softmax_cross_entropy_loss", "Max": "max"}
 RTOL, ATOL = 1e-4, 1e-5
+#: Tests whose expected outputs onnx types as 4-decimal literals: atol half a unit of the 4th.
+ROUNDED = {"test_averagepool_2d_ceil_last_window_starts_on_pad": 5e-5 + 1e-6}
 
 
 @dataclass
@@ -103,7 +105,7 @@ def load_cases(ops: set[str] | None = None) -> list[Case]:
     return sorted((c for c in cases if c.op in ops), key=lambda c: c.name)
 
 
-def close(got: np.ndarray, want: np.ndarray) -> str:
+def close(got: np.ndarray, want: np.ndarray, atol: float = ATOL) -> str:
     """'' if ``got`` is ``want`` (float: rtol 1e-4 / atol 1e-5; ints and bools: exactly)."""
     got = np.asarray(got)
     if got.shape != want.shape:
@@ -111,7 +113,7 @@ def close(got: np.ndarray, want: np.ndarray) -> str:
     if got.dtype != want.dtype:
         return f"dtype {got.dtype}, expected {want.dtype}"
     if want.dtype.kind == "f":
-        ok = np.allclose(got, want, rtol=RTOL, atol=ATOL, equal_nan=True)
+        ok = np.allclose(got, want, rtol=RTOL, atol=atol, equal_nan=True)
     else:
         ok = np.array_equal(got, want)
     return "" if ok else f"values differ by up to {np.max(np.abs(got.astype(float) - want)):.3g}"
@@ -134,7 +136,7 @@ def judge(case: Case, *, grad: bool = True) -> Verdict:
     if len(got) != len(case.outputs):
         return Verdict(case, "wrong", f"{len(got)} outputs, expected {len(case.outputs)}")
     for k, (value, want) in enumerate(zip(got, case.outputs)):
-        bad = close(value, want)
+        bad = close(value, want, ROUNDED.get(case.name, ATOL))
         if bad:
             return Verdict(case, "wrong", f"output #{k + 1} {rep.output_names[k]!r}: {bad}")
     v = Verdict(case, "pass", extra={"imports": rep.imports, "bound": rep.value_inputs})

@@ -60,7 +60,8 @@ def sample_feed(g, rng, n=3):
 
 
 #: Gates whose ONNX op onnxruntime (1.32) runs in float32 only.
-NO_ORT_FLOAT64 = {"conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool"}
+NO_ORT_FLOAT64 = {"conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool", "erf", "onnx_gelu",
+                  "onnx_softplus"}
 #: Gates whose float attribute (eps) ONNX stores as float32: float64 agrees to ~1e-8, not 1e-15.
 EPS_AS_FLOAT32 = {"batchnorm", "layernorm"}
 
@@ -243,6 +244,7 @@ def op_graphs(dtype):
                       {"eps": 1e-3}),
         "layernorm": ([("x", X), ("=g", V), ("=b", V[::-1])], {}),
         "dropout": ([("x", X)], {"p": 0.25}),
+        "dropout_mask": ([("x", img)], {}),
         "flatten": ([("x", img)], {"axis": 2}),
         "transpose": ([("x", img)], {"perm": [0, 2, 3, 1]}),
         "concat": ([("x", X), ("w", X * 2)], {"axis": 1}),
@@ -257,8 +259,25 @@ def op_graphs(dtype):
                                  "steps": [-2, 1]}),
         "gather": ([("x", X), ("=i", np.array([[2, 0], [-1, 2]]))], {"axis": 1}),
         "cast": ([("x", X)], {"to": "float64"}),
+
+        "layernorm_stat": ([("x", img)], {"normalized_ndim": 2}),
+        "layernorm_stat_inv": ([("x", img)], {"normalized_ndim": 3, "stat": "inv_std_dev",
+                                              "eps": 1e-3}),
+        "erf": ([("x", X)], {}),
+        "onnx_gelu": ([("x", X)], {}),
+        "onnx_gelu_tanh": ([("x", X)], {"approximate": "tanh"}),
+        "onnx_softplus": ([("x", X * 20)], {}),
+        "hard_sigmoid": ([("x", X * 3)], {"alpha": 0.3, "beta": 0.4}),
+        "hard_swish": ([("x", X * 4)], {}),
+        "nll_loss": ([("x", X), ("y", labels), ("=w", np.abs(V) + 0.5)],
+                     {"reduction": "sum", "ignore_index": 2}),
+        "nll_loss_none": ([("x", img[:, 0, :3]), ("y", np.array([[0, 2, 1, 2, 0], [1, 1, 0, 2, 2]]))],
+                          {"reduction": "none"}),
     })
-    out = {name: op_graph(dtype, name.split("_scalar")[0].split("_vec")[0], args, **attrs)
+    base = {"layernorm_stat_inv": "layernorm_stat", "onnx_gelu_tanh": "onnx_gelu",
+            "nll_loss_none": "nll_loss"}
+    out = {name: op_graph(dtype, base.get(name, name.split("_scalar")[0].split("_vec")[0]), args,
+                          **attrs)
            for name, (args, attrs) in cases.items()}
     for op in ("softmax_cross_entropy", "svm_loss"):
         for ldt in ("int64", "int32"):

@@ -8,7 +8,7 @@ after the whole forward succeeded); it never differentiates them.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -18,7 +18,7 @@ from graphexec.gate import Attrs, Ctx, Gate, Spec
 from graphexec.gates._samples import Sample
 from graphexec.gates._shapes import fmt, same_dim
 
-__all__ = ["BatchNorm", "Dropout", "LayerNorm"]
+__all__ = ["BatchNorm", "Dropout", "DropoutMask", "LayerNorm", "LayerNormStat"]
 
 
 def _normalize_backward(dxhat: np.ndarray, xhat: np.ndarray, inv: np.ndarray,
@@ -181,6 +181,80 @@ def _ln_check(xs: Any, gs: Any, bs: Any, k: int) -> None:
         if s is not None and (len(s) != k or not all(map(same_dim, s, tail))):
             raise GraphError(f"layernorm normalises x {fmt(xs)} over its last {k} axes "
                              f"{fmt(tail)} but {name} is {fmt(s)}; expected {name} {fmt(tail)}")
+
+
+class LayerNormStat(Gate):
+    """One statistic of layernorm, per sample over its trailing ``normalized_ndim`` axes, kept
+    as size-1 axes (ONNX LayerNormalization's second and third outputs): ``stat`` "mean" gives
+    μ = (1/k) Σ x; "inv_std_dev" gives s = 1/√(σ² + eps), σ² the biased variance.
+
+    Local gradients (k values per sample): mean: dx = dy / k; inv_std_dev: ds/dσ² = -½ s³ and
+    dσ²/dx = 2 (x - μ) / k, so dx = -dy · s³ · (x - μ) / k.
+    """
+
+    name, version = "layernorm_stat", 1
+    fresh_grads = True  # see Gate.fresh_grads
+
+    class Attrs(Attrs):
+        stat: Literal["mean", "inv_std_dev"] = "mean"
+        normalized_ndim: int = Field(1, ge=1)
+        eps: float = Field(1e-5, gt=0.0)
+
+    def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
+        k = self.attrs.normalized_ndim
+        _ln_check(x.shape, None, None, k)
+        axes = tuple(range(x.ndim - k, x.ndim))
+        mu = x.mean(axis=axes, keepdims=True)
+        ctx.shape, ctx.count = x.shape, max(1, int(np.prod(x.shape[x.ndim - k:])))
+        if self.attrs.stat == "mean":
+            return np.asarray(mu)
+        ctx.centred = x - mu
+        ctx.inv = 1.0 / np.sqrt((ctx.centred ** 2).mean(axis=axes, keepdims=True)
+                                + x.dtype.type(self.attrs.eps))
+        return np.asarray(ctx.inv)
+
+    def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
+        if self.attrs.stat == "mean":
+            return (np.broadcast_to(dy / ctx.count, ctx.shape).copy(),)
+        return (-(dy * ctx.inv ** 3 / ctx.count) * ctx.centred,)
+
+    def infer(self, x: Spec) -> Spec:
+        k = self.attrs.normalized_ndim
+        if x.shape is None:
+            return Spec(None, x.dtype)
+        _ln_check(x.shape, None, None, k)
+        return Spec(x.shape[:len(x.shape) - k] + (1,) * k, x.dtype)
+
+    @staticmethod
+    def sample_inputs(rng: np.random.Generator) -> Sample:
+        shape = tuple(int(v) for v in rng.integers(1, 4, size=int(rng.integers(1, 4))))
+        k = int(rng.integers(1, len(shape) + 1))
+        stat = str(rng.choice(["mean", "inv_std_dev"]))
+        return (rng.standard_normal(shape),), {"normalized_ndim": k, "stat": stat}
+
+
+class DropoutMask(Gate):
+    """m = True for every element of x (shape of x, dtype bool): the mask that dropout keeps in
+    evaluation mode (ONNX Dropout's second output with training_mode False).
+    Local gradient 0: m does not depend on the values of x."""
+
+    name, version = "dropout_mask", 1
+    fresh_grads = True  # see Gate.fresh_grads
+
+    def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
+        ctx.shape, ctx.dtype = x.shape, x.dtype
+        return np.ones(x.shape, dtype=bool)
+
+    def backward(self, ctx: Ctx, dm: np.ndarray) -> tuple[np.ndarray]:
+        return (np.zeros(ctx.shape, dtype=ctx.dtype),)
+
+    def infer(self, x: Spec) -> Spec:
+        return Spec(x.shape, np.dtype(bool))
+
+    @staticmethod
+    def sample_inputs(rng: np.random.Generator) -> Sample:
+        shape = tuple(int(v) for v in rng.integers(1, 4, size=int(rng.integers(0, 4))))
+        return (rng.standard_normal(shape),), {}
 
 
 class Dropout(Gate):

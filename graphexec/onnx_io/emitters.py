@@ -8,6 +8,7 @@ that a marked group of nodes is exactly what graphexec wrote for a gate (``recog
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -285,6 +286,86 @@ def _slice(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> 
 def _cast(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
     em.node("Cast", ins, out, to=onnx_elem_type(n.attrs.get("to", "float64")))
 
+def _nll(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    ii = n.attrs.get("ignore_index")
+    extra: dict[str, Any] = {} if ii is None else {"ignore_index": int(ii)}
+    em.node("NegativeLogLikelihoodLoss", ins, out, reduction=str(n.attrs.get("reduction", "mean")),
+            **extra)
+
+
+def _mean_keep(em: Emitter, x: str, k: int, out: str | None, hint: str) -> str:
+    """ReduceMean over the last ``k`` axes, keepdims=1 (axes an input from opset 18)."""
+    axes = list(range(-k, 0))
+    if em.opset >= 18:
+        return em.node("ReduceMean", [x, em.const(axes, np.int64, f"{hint}_axes")], out,
+                       hint=hint, keepdims=1)
+    return em.node("ReduceMean", [x], out, hint=hint, keepdims=1, axes=axes)
+
+
+def _layernorm_stat(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    """mean: ReduceMean; inv_std_dev: 1 / sqrt(mean((x - mean)²) + eps), eps in x's dtype."""
+    k, p = int(n.attrs.get("normalized_ndim", 1)), n.name
+    if n.attrs.get("stat", "mean") == "mean":
+        _mean_keep(em, ins[0], k, out, f"{p}_mean")
+        return
+    d = em.node("Sub", [ins[0], _mean_keep(em, ins[0], k, None, f"{p}_mean")], hint=f"{p}_centred")
+    var = _mean_keep(em, em.node("Mul", [d, d], hint=f"{p}_sq"), k, None, f"{p}_var")
+    eps = em.const(float(n.attrs.get("eps", 1e-5)), dt, f"{p}_eps")
+    std = em.node("Sqrt", [em.node("Add", [var, eps], hint=f"{p}_var_eps")], hint=f"{p}_std")
+    em.node("Reciprocal", [std], out)
+
+
+def _gelu(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    """Gelu from opset 20; before, ½ x (1 + erf(x/√2)) or the tanh formula."""
+    approx = str(n.attrs.get("approximate", "none"))
+    if em.opset >= 20:
+        em.node("Gelu", ins, out, approximate=approx)
+        return
+    x, p = ins[0], n.name
+
+    def c(v: float, h: str) -> str:
+        return em.const(v, dt, f"{p}_{h}")
+    if approx == "tanh":
+        x3 = em.node("Mul", [em.node("Mul", [x, x], hint=f"{p}_x2"), x], hint=f"{p}_x3")
+        inner = em.node("Add", [x, em.node("Mul", [x3, c(0.044715, "k")], hint=f"{p}_kx3")],
+                        hint=f"{p}_inner")
+        g = em.node("Tanh", [em.node("Mul", [inner, c(math.sqrt(2 / math.pi), "c")],
+                                     hint=f"{p}_u")], hint=f"{p}_t")
+    else:
+        g = em.node("Erf", [em.node("Mul", [x, c(1 / math.sqrt(2), "rsqrt2")], hint=f"{p}_z")],
+                    hint=f"{p}_erf")
+    half_x = em.node("Mul", [x, c(0.5, "half")], hint=f"{p}_half_x")
+    em.node("Mul", [half_x, em.node("Add", [g, c(1.0, "one")], hint=f"{p}_1pg")], out)
+
+
+def _hard(swish: bool) -> Emit:
+    """HardSigmoid / HardSwish; float64 as Mul/Add/Clip with float64 constants (onnxruntime
+    has float32 kernels only, and ONNX float attributes are float32)."""
+    def emit(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+        alpha = 1 / 6 if swish else float(n.attrs.get("alpha", 0.2))
+        beta = 0.5 if swish else float(n.attrs.get("beta", 0.5))
+        if dt != np.float64:
+            if swish:
+                em.node("HardSwish", ins, out)
+            else:
+                em.node("HardSigmoid", ins, out, alpha=alpha, beta=beta)
+            return
+        x, p = ins[0], n.name
+        ax = em.node("Mul", [x, em.const(alpha, dt, f"{p}_alpha")], hint=f"{p}_ax")
+        z = em.node("Add", [ax, em.const(beta, dt, f"{p}_beta")], hint=f"{p}_z")
+        lo, hi = em.const(0.0, dt, f"{p}_zero"), em.const(1.0, dt, f"{p}_one")
+        if swish:
+            em.node("Mul", [x, em.node("Clip", [z, lo, hi], hint=f"{p}_gate")], out)
+        else:
+            em.node("Clip", [z, lo, hi], out)
+    return emit
+
+
+def _dropout_mask(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    """All True in x's shape: ConstantOfShape(Shape(x), True)."""
+    true = em.h.make_tensor("value", em.onnx.TensorProto.BOOL, [1], [True])
+    em.node("ConstantOfShape", [em.node("Shape", ins, hint=f"{n.name}_shape")], out, value=true)
+
 
 #: Built-in op -> how it is written in ONNX.
 EMITTERS: dict[str, Emit] = {
@@ -304,6 +385,11 @@ EMITTERS: dict[str, Emit] = {
     "reduce_sum": _reduce_axes("ReduceSum"), "reduce_mean": _reduce_axes("ReduceMean"),
     "reduce_max": _reduce_axes("ReduceMax"), "slice": _slice, "cast": _cast,
     "gather": _with_attrs("Gather", axis="axis"),
+
+    # issue 14 (ONNX losses, layernorm statistics, activations)
+    "nll_loss": _nll, "layernorm_stat": _layernorm_stat, "erf": _simple("Erf"),
+    "onnx_gelu": _gelu, "onnx_softplus": _simple("Softplus"), "hard_sigmoid": _hard(False),
+    "hard_swish": _hard(True), "dropout_mask": _dropout_mask,
 }
 
 

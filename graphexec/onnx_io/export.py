@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from graphexec.builder import probe_shapes
+from graphexec.gate import Spec
 from graphexec.graph import Graph
 from graphexec.onnx_io.common import OnnxExportError, onnx_elem_type, require_onnx
 from graphexec.onnx_io.emitters import EMITTERS, META, Emitter, custom_node
@@ -147,8 +148,19 @@ def _dtypes(graph: Graph) -> dict[str, np.dtype]:
     for n in graph.nodes:
         ins = [dt[s] for s in n.inputs]
         floats = [d for d in ins if d.kind == "f"]
-        dt[n.name] = np.dtype(n.attrs["to"]) if n.op == "cast" else floats[0] if floats else ins[0]
+        dt[n.name] = (np.dtype(n.attrs["to"]) if n.op == "cast"
+                      else _bool_output(n, ins) or (floats[0] if floats else ins[0]))
     return dt
+
+
+def _bool_output(n: Any, ins: list[np.dtype]) -> np.dtype | None:
+    """bool if the gate's ``infer`` says its output is bool (a mask), else None."""
+    rule = getattr(n.gate, "infer", None)
+    try:
+        told = rule(*[Spec(None, d) for d in ins]).dtype if rule is not None else None
+    except Exception:  # noqa: BLE001  (a rule that needs shapes: keep the float default)
+        return None
+    return told if told is not None and told.kind == "b" else None
 
 
 def _input_dims(d: Any, overrides: Mapping[str, Sequence[int | None]] | None) -> list[Any]:

@@ -1,6 +1,6 @@
 """ONNX → graphexec translators for the network ops: convolution, pooling, normalisation,
 layout, softmax, reductions over axes, and the ONNX settings of the older ones (Gemm's
-transposes, Dropout's modes, SoftmaxCrossEntropyLoss's attributes).
+transposes, Dropout's modes); the losses and activations are in ``translate_loss``.
 
 Each maps to a gate that computes the ONNX op exactly, or refuses naming the setting it cannot
 represent. ``TRANSLATORS`` here is the whole table (``translate.TRANSLATORS`` plus these).
@@ -15,6 +15,7 @@ import numpy as np
 
 from graphexec.onnx_io.translate import TRANSLATORS as BASIC
 from graphexec.onnx_io.translate import Importer, Translate, f32
+from graphexec.onnx_io.translate_loss import LOSSES_AND_ACTIVATIONS
 
 __all__ = ["TRANSLATORS"]
 
@@ -100,6 +101,12 @@ def _conv(imp: Importer, node: Any) -> None:
 
 
 def _pool(op: str) -> Translate:
+    """MaxPool / AveragePool → max_pool2d / avg_pool2d. ceil_mode=1 adds the partial last
+    windows (ONNX: ⌈(n + pads - k) / s⌉ + 1 windows, less one if the last would start in the
+    end padding) as extra end padding; an average whose windows the gate cannot count (the
+    extra end padding, asymmetric pads with count_include_pad=0) is a sum pool times a constant
+    map of KH·KW / count (ONNX's count: the window's real pixels, or for count_include_pad=1
+    its pixels inside the declared pads)."""
     def tr(imp: Importer, node: Any) -> None:
         _image(imp, node)
         a = imp.attrs(node)
@@ -107,25 +114,62 @@ def _pool(op: str) -> Translate:
         stride = _ints(imp, node, "strides", [1, 1])
         if any(d != 1 for d in _ints(imp, node, "dilations", [1, 1])):
             raise imp.refuse(node, f"dilations {a['dilations']}; graphexec's pooling has none")
-        if a.get("ceil_mode", 0):
-            raise imp.refuse(node, "ceil_mode=1 (a partial last window); graphexec's pooling "
-                                   "floors")
         if a.get("storage_order", 0):
             raise imp.refuse(node, "storage_order=1 (column-major indices)")
+        ceil = bool(a.get("ceil_mode", 0))
+        if ceil and a.get("auto_pad", "NOTSET") != "NOTSET":
+            raise imp.refuse(node, f"ceil_mode=1 with auto_pad={a['auto_pad']!r}, which ONNX "
+                                   "leaves undefined (its reference refuses it too)")
         before, after = _spatial(imp, node, kernel, [1, 1], stride)
+        extra = _ceil_extra(imp, node, kernel, stride, before, after) if ceil else [0, 0]
         include = bool(a.get("count_include_pad", 0))
         x = imp.ref(node.input[0])
+        ends = [b + e for b, e in zip(after, extra)]
         fits = all(2 * b <= k for b, k in zip(before, kernel))
-        if before != after or not fits:
-            if op == "avg_pool2d" and not include:
-                raise imp.refuse(node, f"pads {before + after} are asymmetric or over half the "
-                                       "kernel with count_include_pad=0; graphexec cannot "
-                                       "count those windows' real pixels")
-            x = _pad_first(imp, node, x, before, after, -math.inf if op == "max_pool2d" else 0.0)
+        if op == "avg_pool2d" and (any(extra) and include or before != ends and not include
+                                   or not fits and not include):
+            _counted_avg(imp, node, x, kernel, stride, before, after, extra, include)
+            return
+        if before != ends or not fits:
+            x = _pad_first(imp, node, x, before, ends, -math.inf if op == "max_pool2d" else 0.0)
             before = [0, 0]
-        extra: dict[str, Any] = {"count_include_pad": include} if op == "avg_pool2d" else {}
-        imp.emit(op, [x], node.output[0], kernel=kernel, stride=stride, padding=before, **extra)
+        more: dict[str, Any] = {"count_include_pad": include} if op == "avg_pool2d" else {}
+        imp.emit(op, [x], node.output[0], kernel=kernel, stride=stride, padding=before, **more)
     return tr
+
+
+def _ceil_extra(imp: Importer, node: Any, kernel: list[int], stride: list[int],
+                before: list[int], after: list[int]) -> list[int]:
+    """The end padding that ceil_mode=1 adds per axis, so that flooring pools its windows."""
+    extra = []
+    for n, k, s, b, e in zip(_known(imp, node, node.input[0])[2:], kernel, stride, before, after):
+        out = -(-(n + b + e - k) // s) + 1
+        if (out - 1) * s >= n + b:  # the last window would start in the end padding
+            out -= 1
+        extra.append(max((out - 1) * s + k - (n + b + e), 0))
+    return extra
+
+
+def _counted_avg(imp: Importer, node: Any, x: str, kernel: list[int], stride: list[int],
+                 before: list[int], after: list[int], extra: list[int], include: bool) -> None:
+    """avg over ONNX's counts: zero-pad, average over KH·KW, times KH·KW / count per window."""
+    size, out = _known(imp, node, node.input[0])[2:], node.output[0]
+    counts = []
+    for n, k, s, b, e, more in zip(size, kernel, stride, before, after, extra):
+        lo, hi = (0, b + n + e) if include else (b, b + n)  # where pixels count
+        starts = np.arange(0, b + n + e + more - k + 1, s)
+        counts.append(np.minimum(starts + k, hi) - np.maximum(starts, lo))
+    count = np.outer(counts[0], counts[1])
+    if (count <= 0).any():
+        raise imp.refuse(node, f"pads {before + after} leave a window with no pixel to count "
+                               "(ONNX's average there is 0/0)")
+    x = _pad_first(imp, node, x, before, [e + m for e, m in zip(after, extra)], 0.0)
+    mean = imp.emit("avg_pool2d", [x], hint=f"{out}_over_kernel", kernel=kernel, stride=stride,
+                    padding=[0, 0], count_include_pad=True)
+    dt = imp.dtype(node.input[0]) or np.dtype("float32")
+    scale = imp.param(f"{out}_count_scale", (kernel[0] * kernel[1] / count).astype(dt),
+                      made_up=True)
+    imp.emit("mul", [mean, scale], out)
 
 
 def _global_avg(imp: Importer, node: Any) -> None:
@@ -174,8 +218,27 @@ def _layernorm(imp: Importer, node: Any) -> None:
     else:
         dt = imp.dtype(x) or np.dtype("float32")
         ins.append(imp.param(f"{out}_zero_bias", np.zeros(tail, dt), made_up=True))
-    imp.emit("layernorm", ins, out, normalized_ndim=rank - axis,
-             eps=f32(imp.attrs(node).get("epsilon", 1e-5)))
+    eps = f32(imp.attrs(node).get("epsilon", 1e-5))
+    imp.emit("layernorm", ins, out, normalized_ndim=rank - axis, eps=eps)
+    _layernorm_stats(imp, node, rank - axis, eps)
+
+
+def _layernorm_stats(imp: Importer, node: Any, k: int, eps: float) -> None:
+    """LayerNormalization's Mean and InvStdDev outputs (where used) as layernorm_stat nodes;
+    ONNX gives them in the stash type (float32 for stash_type=1, the only one defined)."""
+    used = [(o, stat) for o, stat in zip(node.output[1:3], ("mean", "inv_std_dev"))
+            if o and (imp.uses[o] or o in imp.graph_outputs)]
+    if not used:
+        return
+    stash = int(imp.attrs(node).get("stash_type", 1))
+    dt = imp.dtype(node.input[0])
+    if stash != 1 or dt != np.dtype("float32"):
+        raise imp.refuse(node, f"its {used[0][0]!r} output is asked in stash_type {stash} for X "
+                               f"of dtype {dt}; graphexec computes the statistics in X's dtype, "
+                               "so only float32 X with stash_type=1 (float32) matches")
+    for o, stat in used:
+        imp.emit("layernorm_stat", [imp.ref(node.input[0])], o, stat=stat, normalized_ndim=k,
+                 eps=eps)
 
 
 # ---------------------------------------------------------------------------- layout
@@ -294,7 +357,8 @@ def _matmul_reduce(imp: Importer, node: Any, op: str, axes: list[int], keep: boo
 
 # ---------------------------------------------------------------------------- older ops
 def _dropout(imp: Importer, node: Any) -> None:
-    """Dropout in inference is the identity; training mode draws ONNX's random mask."""
+    """Dropout in inference is the identity, its mask all True (dropout_mask); training mode
+    draws ONNX's random mask, which graphexec cannot reproduce: refused."""
     a = imp.attrs(node)
     training = bool(a.get("is_test", 1) == 0 and imp.opset < 7)
     given = imp.opset >= 12 and len(node.input) > 2 and node.input[2]
@@ -306,11 +370,10 @@ def _dropout(imp: Importer, node: Any) -> None:
         raise imp.refuse(node, "training_mode may be True, which drops a random mask drawn by "
                                "the ONNX runtime's generator that graphexec cannot reproduce bit "
                                "for bit; give training_mode as the constant False (eval mode)")
-    if len(node.output) > 1 and node.output[1] and (imp.uses[node.output[1]]
-                                                     or node.output[1] in imp.graph_outputs):
-        raise imp.refuse(node, f"its mask output {node.output[1]!r} is used; graphexec imports "
-                               "Dropout in inference as the identity and computes no mask")
     imp.alias[node.output[0]] = imp.ref(node.input[0])
+    mask = node.output[1] if len(node.output) > 1 else ""
+    if mask and (imp.uses[mask] or mask in imp.graph_outputs):
+        imp.emit("dropout_mask", [imp.ref(node.input[0])], mask)  # inference: all True
 
 
 def _gemm(imp: Importer, node: Any) -> None:
@@ -347,38 +410,6 @@ def _scaled(imp: Importer, v: str, scale: float, dt: np.dtype[Any], hint: str) -
     return imp.emit("mul", [v, k], hint=f"{hint}_mul")
 
 
-def _softmax_ce(imp: Importer, node: Any) -> None:
-    """SoftmaxCrossEntropyLoss → softmax_cross_entropy (mean over every label) where exact:
-    (N, C, d1, ...) scores are moved to (N·d1·..., C); an ignore_index outside 0..C-1 can never
-    match a label that the gate accepts (the gate refuses such labels); ``log_prob`` is
-    log_softmax over axis 1."""
-    a = imp.attrs(node)
-    scores, labels = node.input[0], node.input[1]
-    shape = imp.shape(scores)
-    c = shape[1] if shape and len(shape) > 1 else None
-    if a.get("reduction", "mean") != "mean":
-        raise imp.refuse(node, f"reduction={a['reduction']!r}; graphexec's softmax_cross_entropy "
-                               "gives the mean over the labels only")
-    if len(node.input) > 2 and node.input[2]:
-        raise imp.refuse(node, "class weights (input 3); graphexec's softmax_cross_entropy is "
-                               "unweighted")
-    if c is None or shape is None:
-        raise imp.refuse(node, f"scores of shape {shape}: the class count (axis 1) must be known")
-    ii = a.get("ignore_index")
-    if ii is not None and 0 <= int(ii) < int(c):
-        raise imp.refuse(node, f"ignore_index={ii} is a class (0..{c - 1}); graphexec's "
-                               "softmax_cross_entropy counts every label")
-    s, y, out = imp.ref(scores), imp.ref(labels), node.output[0]
-    if len(shape) > 2:
-        perm = [0] + list(range(2, len(shape))) + [1]
-        s = imp.emit("transpose", [s], hint=f"{out}_classes_last", perm=perm)
-        s = imp.emit("reshape", [s], hint=f"{out}_scores_2d", shape=[-1, int(c)])
-        y = imp.emit("reshape", [y], hint=f"{out}_labels_1d", shape=[-1])
-    imp.emit("softmax_cross_entropy", [s, y], out)
-    if len(node.output) > 1 and node.output[1]:
-        imp.emit("log_softmax", [imp.ref(scores)], node.output[1], axis=1)
-
-
 def _identity(imp: Importer, node: Any) -> None:
     imp.alias[node.output[0]] = imp.ref(node.input[0])
 
@@ -392,5 +423,5 @@ TRANSLATORS: dict[str, Translate] = {
     "Flatten": _flatten, "Squeeze": _to_shape, "Unsqueeze": _to_shape, "Clip": _clip,
     "Softmax": _softmax("softmax"), "LogSoftmax": _softmax("log_softmax"),
     "ReduceSum": _reduce("sum"), "ReduceMean": _reduce("mean"), "Dropout": _dropout,
-    "Gemm": _gemm, "SoftmaxCrossEntropyLoss": _softmax_ce, "Identity": _identity,
+    "Gemm": _gemm, "Identity": _identity, **LOSSES_AND_ACTIVATIONS,
 }
