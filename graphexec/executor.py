@@ -45,12 +45,22 @@ def check_input(decl: InputDecl, value: Any) -> np.ndarray:
                              f"convert it with .astype({want.name!r})")
         if want.kind in "iu" and kind == "f":
             raise GraphError(f"input {decl.name!r} expects integers ({want}), got {arr.dtype}")
+        if want.kind in "iu" and kind in "iu" and arr.size and not np.can_cast(arr.dtype, want):
+            _check_range(decl.name, arr, want)
         arr = arr.astype(want)
     if decl.shape is not None and not _shape_fits(decl.shape, arr.shape):
         shape = "(" + ", ".join(map(str, decl.shape)) + ("," if len(decl.shape) == 1 else "") + ")"
         raise GraphError(f"input {decl.name!r} expects shape {shape} (None = any size), "
                          f"got {arr.shape}")
     return arr
+
+
+def _check_range(name: str, arr: np.ndarray, want: np.dtype[Any]) -> None:
+    """Integers that ``want`` cannot hold are refused: a cast would wrap them around."""
+    lo, hi, info = arr.min(), arr.max(), np.iinfo(want)
+    if lo < info.min or hi > info.max:
+        raise GraphError(f"input {name!r} expects {want} ({info.min}..{info.max}), got values "
+                         f"from {lo} to {hi}; a cast would wrap them around")
 
 
 def _shape_fits(want: tuple[int | None, ...], got: tuple[int, ...]) -> bool:
