@@ -248,3 +248,21 @@ def test_import_maps_every_table_dtype_and_names_the_rest():
     with pytest.raises(OnnxImportError, match=r"input 'x': ONNX element type 16 is not supported; "
                                               r"graphexec has float32, .*, uint64"):
         numpy_dtype(16, "input 'x'")  # bfloat16
+
+
+def test_float_input_values_that_would_become_inf_are_refused():
+    b = gx.GraphBuilder("half")
+    b.output(b.op("neg", b.input("x", dtype="float16")), "y")
+    g = b.build()
+    got = gx.run(g, {"x": [1.5, 65504.0, float("inf"), float("nan")]})["y"]  # inf given stays
+    assert got.dtype == np.float16 and got[:3].tolist() == [-1.5, -65504.0, -np.inf]
+    for bad, big in (([1e5, float("inf")], "100000"), (np.array([70000], np.int32), "70000")):
+        with pytest.raises(gx.GraphError) as e:
+            gx.run(g, {"x": bad})
+        assert str(e.value) == (f"input 'x' expects float16 (largest 65504), got {big}, which "
+                                "would become inf")
+    b = gx.GraphBuilder("single")
+    b.output(b.op("neg", b.input("x", dtype="float32")), "y")
+    with pytest.raises(gx.GraphError, match=r"expects float32 \(largest 3.40282e\+38\), got "
+                                            r"1e\+300, which would become inf"):
+        gx.run(b.build(), {"x": 1e300})
