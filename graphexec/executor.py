@@ -27,7 +27,9 @@ def check_input(decl: InputDecl, value: Any) -> np.ndarray:
     """``value`` as an array of the declared dtype and shape, or a GraphError saying why not.
 
     Python numbers and lists are converted; numpy arrays must already have the declared float
-    dtype (no silent up- or down-casts); integer arrays are accepted for integer inputs.
+    dtype (no silent up- or down-casts); integer arrays are accepted for integer inputs. A
+    value the declared dtype cannot hold is refused, never wrapped: an integer out of its
+    range, a finite number that would become inf (1e5 for a float16).
     """
     want = decl.dtype
     if isinstance(value, np.ndarray) and value.dtype == want:
@@ -46,12 +48,35 @@ def check_input(decl: InputDecl, value: Any) -> np.ndarray:
                              f"convert it with .astype({want.name!r})")
         if want.kind in "iu" and kind == "f":
             raise GraphError(f"input {decl.name!r} expects integers ({want}), got {arr.dtype}")
-        arr = arr.astype(want)
+        if want.kind in "iu" and kind in "iu" and arr.size and not np.can_cast(arr.dtype, want):
+            _check_range(decl.name, arr, want)
+        with np.errstate(over="ignore"):  # an overflow is refused just below, naming it
+            given, arr = arr, arr.astype(want)
+        if want.kind == "f" and arr.size and not np.can_cast(given.dtype, want):
+            _check_finite(decl.name, given, arr)
     if decl.shape is not None and not _shape_fits(decl.shape, arr.shape):
         shape = "(" + ", ".join(map(str, decl.shape)) + ("," if len(decl.shape) == 1 else "") + ")"
         raise GraphError(f"input {decl.name!r} expects shape {shape} (None = any size), "
                          f"got {arr.shape}")
     return arr
+
+
+def _check_range(name: str, arr: np.ndarray, want: np.dtype[Any]) -> None:
+    """Integers that ``want`` cannot hold are refused: a cast would wrap them around."""
+    lo, hi, info = arr.min(), arr.max(), np.iinfo(want)
+    if lo < info.min or hi > info.max:
+        raise GraphError(f"input {name!r} expects {want} ({info.min}..{info.max}), got values "
+                         f"from {lo} to {hi}; a cast would wrap them around")
+
+
+def _check_finite(name: str, given: np.ndarray, arr: np.ndarray) -> None:
+    """Finite numbers that became inf in the narrower float dtype are refused."""
+    grew = np.isinf(arr) & ~np.isinf(given)
+    if grew.any():
+        big = float(np.max(np.abs(given[grew])))
+        raise GraphError(f"input {name!r} expects {arr.dtype} (largest "
+                         f"{float(np.finfo(arr.dtype).max):g}), got {big:g}, which would "
+                         "become inf")
 
 
 @lru_cache(maxsize=1024)  # a training loop feeds the same few shapes again and again

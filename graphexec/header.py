@@ -14,10 +14,21 @@ from typing import Any
 import numpy as np
 import pydantic
 
-from graphexec.dtypes import DTYPE_NAMES
+from graphexec.dtypes import DTYPE_NAMES, DTYPE_SINCE
 from graphexec.errors import GraphError, first_problem
 from graphexec.fileformat import Header, tensor_entries
-from graphexec.fileformat.schema import HeaderV2, InputSpec, NodeSpec, OpSpec, OutputSpec, TrainingSection
+from graphexec.fileformat.schema import (
+    HeaderV2,
+    InputSpec,
+    InputSpecV2,
+    NodeSpec,
+    OpSpec,
+    OutputSpec,
+    TensorEntry,
+    TensorEntryV2,
+    TrainingSection,
+    TrainingSectionV2,
+)
 from graphexec.graph import Graph, InputDecl, NodeDef, make_graph
 from graphexec.registry import Registry
 
@@ -117,29 +128,42 @@ def _ops(g: Graph) -> list[OpSpec]:
     return list(best.values())
 
 
+def _needs_v2(g: Graph) -> bool:
+    """Whether ``g`` needs format version 2: buffers, frozen parameters, or a dtype version 1
+    lacks (the oldest version that can hold a graph is the one written)."""
+    tensors = [*g.params.values(), *g.buffers.values(),
+               *(g.training.tensors.values() if g.training is not None else ())]
+    dtypes = [d.dtype.name for d in g.input_decls] + [np.asarray(v).dtype.name for v in tensors]
+    return bool(g.buffers or g.frozen) or any(DTYPE_SINCE.get(d, 1) > 1 for d in dtypes)
+
+
 def _to_header(g: Graph) -> tuple[Header, list[np.ndarray]]:
+    v2 = _needs_v2(g)
+    entry: type[TensorEntry] = TensorEntryV2 if v2 else TensorEntry
     pnamed = [(k, np.asarray(v)) for k, v in g.params.items()]
     _savable("parameter", pnamed)
-    pentries = tensor_entries(pnamed)
+    pentries = tensor_entries(pnamed, 0, entry)
     end = pentries[-1].offset + pentries[-1].nbytes if pentries else 0
     bnamed = [(k, np.asarray(v)) for k, v in g.buffers.items()]
     _savable("buffer", bnamed)
-    bentries = tensor_entries(bnamed, end)
+    bentries = tensor_entries(bnamed, end, entry)
     end = bentries[-1].offset + bentries[-1].nbytes if bentries else end
     training, tnamed = None, []
     if g.training is not None:
         tnamed = [(k, np.asarray(v)) for k, v in g.training.tensors.items()]
         _savable("training tensor", tnamed)
-        training = TrainingSection(spec=g.training.spec, state=g.training.state,
-                                   tensors=tensor_entries(tnamed, end))
+        section: type[TrainingSection] = TrainingSectionV2 if v2 else TrainingSection
+        training = section(spec=g.training.spec, state=g.training.state,
+                           tensors=tensor_entries(tnamed, end, entry))
     ops = sorted({(n.op, n.info.dist, n.info.dist_version, n.version) for n in g.nodes})
     best: dict[str, OpSpec] = {}
     for op, dist, dver, ver in ops:  # one entry per op, with the highest version the graph uses
         best[op] = OpSpec(op=op, version=ver, dist=dist, dist_version=dver)
+    spec: type[InputSpec] = InputSpecV2 if v2 else InputSpec
     fields: dict[str, Any] = dict(
         name=g.name,
-        inputs=[InputSpec(name=d.name, dtype=d.dtype.name,  # type: ignore[arg-type]
-                          shape=None if d.shape is None else list(d.shape)) for d in g.input_decls],
+        inputs=[spec(name=d.name, dtype=d.dtype.name,  # type: ignore[arg-type]
+                     shape=None if d.shape is None else list(d.shape)) for d in g.input_decls],
         params=pentries,
         nodes=[NodeSpec(name=n.name, op=n.op, version=n.version, inputs=list(n.inputs),
                         attrs={k: _plain(v) for k, v in n.attrs.items()}) for n in g.nodes],
@@ -148,10 +172,9 @@ def _to_header(g: Graph) -> tuple[Header, list[np.ndarray]]:
         metadata=g.metadata,
         training=training,
     )
-    # The oldest version that can hold the graph: version 2 only for buffers or frozen params.
-    if g.buffers or g.frozen:
-        frozen = [k for k in g.params if k in g.frozen]  # graph order: canonical bytes
-        header: Header = HeaderV2(**fields, buffers=bentries, frozen=frozen)
+    if v2:  # (the entries are TensorEntryV2: ``entry`` above)
+        fields.update(buffers=bentries, frozen=[k for k in g.params if k in g.frozen])  # graph order
+        header: Header = HeaderV2(**fields)
     else:
         header = Header(**fields)
     return header, [a for _, a in pnamed] + [a for _, a in bnamed] + [a for _, a in tnamed]

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import graphexec as gx
+from graphexec.dtypes import DTYPE_NAMES
 from graphexec.registry import registry
 
 from conftest import ROOT
@@ -34,7 +35,7 @@ from conftest import ROOT
 sys.path.insert(0, str(ROOT / "fuzz"))  # fuzz/mutate.py: the engine shared with the long run
 import mutate  # noqa: E402
 
-DTYPES = ["float32", "float64", "int32", "int64", "bool"]
+DTYPES = list(DTYPE_NAMES)  # every dtype of the table: version-2 files too
 NAME = r"[A-Za-z_][A-Za-z0-9_.:\-]{0,12}"
 CI_CASES = 5000
 

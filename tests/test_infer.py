@@ -41,7 +41,7 @@ def test_every_builtin_gate_declares_a_shape_rule():
 
 
 @pytest.mark.parametrize(("op", "cls"), BUILTINS, ids=[op for op, _ in BUILTINS])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
 def test_infer_agrees_with_forward(op, cls, dtype):
     rng = np.random.default_rng(zlib.crc32(op.encode()))
     for _ in range(15):

@@ -21,7 +21,7 @@ import msgpack
 import numpy as np
 import pydantic
 
-from graphexec.dtypes import DTYPES
+from graphexec.dtypes import DTYPE_SINCE, DTYPES
 from graphexec.errors import GraphFileError, ScanError, first_problem
 from graphexec.fileformat.scan import scan
 from graphexec.fileformat.schema import HEADERS, Header, HeaderV2, TensorEntry, version_of
@@ -106,12 +106,14 @@ def align(n: int) -> int:
     return -(-n // ALIGN) * ALIGN
 
 
-def tensor_entries(named: Sequence[tuple[str, np.ndarray]], start: int = 0) -> list[TensorEntry]:
-    """Lay tensors end to end at 64-byte aligned offsets, starting after ``start`` bytes."""
+def tensor_entries(named: Sequence[tuple[str, np.ndarray]], start: int = 0,
+                   entry: type[TensorEntry] = TensorEntry) -> list[TensorEntry]:
+    """Lay tensors end to end at 64-byte aligned offsets, starting after ``start`` bytes
+    (``entry``: the format version's entry model, :class:`TensorEntryV2` for version 2)."""
     out, pos = [], start
     for name, arr in named:
         pos = align(pos)
-        out.append(TensorEntry(name=name, dtype=arr.dtype.name,  # type: ignore[arg-type]
+        out.append(entry(name=name, dtype=arr.dtype.name,  # type: ignore[arg-type]
                                shape=list(arr.shape),
                                offset=pos, nbytes=arr.nbytes))
         pos += arr.nbytes
@@ -234,12 +236,30 @@ def _decode_header(raw: bytes, limits: Limits, version: int = 1) -> Header:
         header = HEADERS[version].model_validate(obj)
     except pydantic.ValidationError as e:
         where, what = first_problem(e)
+        what = _newer_dtype(e, version) or what
         more = f" (and {e.error_count() - 1} more problems)" if e.error_count() > 1 else ""
         raise GraphFileError(f"invalid header at {where}: {what}{more}") from e
-    if isinstance(header, HeaderV2) and not (header.buffers or header.frozen):
+    if isinstance(header, HeaderV2) and not (header.buffers or header.frozen or _newer_dtypes(header)):
         raise GraphFileError("format version 2 file holds nothing version 2 adds (no buffers, no "
-                             "frozen parameters); such a graph MUST be written as version 1")
+                             "frozen parameters, no dtype beyond version 1's); such a graph MUST "
+                             "be written as version 1")
     return header
+
+
+def _newer_dtypes(header: Header) -> bool:
+    """Whether an input or tensor of the header has a dtype that version 1 lacks."""
+    named = [i.dtype for i in header.inputs] + [e.dtype for e in _all_entries(header)]
+    return any(DTYPE_SINCE[d] > 1 for d in named)
+
+
+def _newer_dtype(e: pydantic.ValidationError, version: int) -> str | None:
+    """What to say when the first problem is a dtype of the table that ``version`` cannot hold."""
+    err = e.errors(include_url=False)[0]
+    found = err.get("input")
+    if err["loc"][-1:] != ("dtype",) or not isinstance(found, str) or found not in DTYPE_SINCE:
+        return None
+    return (f"dtype {found!r} needs format version {DTYPE_SINCE[found]}, but this file is version "
+            f"{version} (which holds {', '.join(n for n, v in DTYPE_SINCE.items() if v <= version)})")
 
 
 def _check_tensor_index(header: Header, data_start: int, size: int) -> None:

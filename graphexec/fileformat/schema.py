@@ -1,4 +1,4 @@
-"""Strict pydantic models of a ``.gx`` header (format version 1).
+"""Strict pydantic models of a ``.gx`` header (format versions 1 and 2).
 
 Every model forbids unknown fields, takes no type coercion (``strict``) and is frozen.
 ``docs/format.schema.json`` is generated from :class:`Header` and tested to be current.
@@ -18,18 +18,21 @@ from pydantic import (
     WrapValidator,
 )
 
-from graphexec.dtypes import DType
+from graphexec.dtypes import DType, DTypeV1
 
 __all__ = [
     "HEADERS",
     "Header",
     "HeaderV2",
     "InputSpec",
+    "InputSpecV2",
     "NodeSpec",
     "OpSpec",
     "OutputSpec",
     "TensorEntry",
+    "TensorEntryV2",
     "TrainingSection",
+    "TrainingSectionV2",
     "version_of",
     "clean_text",
 ]
@@ -85,7 +88,7 @@ class InputSpec(_Strict):
     """A graph input: ``shape`` None means any shape; a None dimension means any size."""
 
     name: Name
-    dtype: DType
+    dtype: DTypeV1
     shape: Optional[Annotated[list[Optional[Dim]], Field(max_length=MAX_RANK), FailFast]]
 
 
@@ -93,7 +96,7 @@ class TensorEntry(_Strict):
     """Where one tensor's bytes lie, relative to the start of the tensor section."""
 
     name: Name
-    dtype: DType
+    dtype: DTypeV1
     shape: Annotated[list[Dim], Field(max_length=MAX_RANK), FailFast]
     offset: Dim
     nbytes: Dim
@@ -147,13 +150,37 @@ class Header(_Strict):
     training: Optional[TrainingSection] = None
 
 
+# Version 2 widens the dtype of every input and tensor entry to the whole table (float16, int8,
+# ..., uint64 join). The fields are redeclared with the wider type, hence the ignores.
+class InputSpecV2(InputSpec):
+    """A version-2 graph input: any dtype of the table."""
+
+    dtype: DType  # type: ignore[assignment]
+
+
+class TensorEntryV2(TensorEntry):
+    """A version-2 tensor entry: any dtype of the table."""
+
+    dtype: DType  # type: ignore[assignment]
+
+
+class TrainingSectionV2(TrainingSection):
+    """A version-2 training section: its tensors may have any dtype of the table."""
+
+    tensors: Annotated[list[TensorEntryV2], FailFast]  # type: ignore[assignment]
+
+
 class HeaderV2(Header):
     """The header of a version-2 file: version 1's fields plus ``buffers`` (named non-trainable
     tensors, laid out after the parameters and before the training tensors) and ``frozen``
-    (the names of parameters that training leaves alone). A version-2 file MUST use at least
-    one of them: a graph that needs neither is written as version 1."""
+    (the names of parameters that training leaves alone), and the dtypes version 1 lacks. A
+    version-2 file MUST use at least one of them: a graph that needs none is written as
+    version 1."""
 
-    buffers: Annotated[list[TensorEntry], FailFast]
+    inputs: Annotated[list[InputSpecV2], FailFast]  # type: ignore[assignment]
+    params: Annotated[list[TensorEntryV2], FailFast]  # type: ignore[assignment]
+    training: Optional[TrainingSectionV2] = None
+    buffers: Annotated[list[TensorEntryV2], FailFast]
     frozen: Annotated[list[Name], FailFast]
 
 

@@ -38,9 +38,18 @@ def pair(v: int | Sequence[int]) -> tuple[int, int]:
 
 def result_dtype(*specs: Spec) -> np.dtype[Any] | None:
     """numpy's result type of the inputs' dtypes (what broadcasting arithmetic gives); None if
-    any is unknown."""
+    any is unknown. Integers that no integer type holds together (uint64 and a signed type) are
+    refused: numpy would compute in float64, which rounds integers past 2**53."""
     dtypes = [s.dtype for s in specs]
-    return None if any(d is None for d in dtypes) else np.result_type(*dtypes)
+    if any(d is None for d in dtypes):
+        return None
+    out = np.result_type(*dtypes)
+    if out.kind == "f" and all(d.kind in "biu" for d in dtypes if d is not None):
+        names = " and ".join(sorted({d.name for d in dtypes if d is not None}))
+        raise GraphError(f"{names} have no common integer type: numpy would compute in {out} and "
+                         "round integers past 2**53; cast one of them with .astype (to int64 or "
+                         "uint64)")
+    return out
 
 
 @functools.lru_cache(maxsize=64)

@@ -88,9 +88,10 @@ class Div(Gate):
     """z = x / y.  Local gradients dz/dx = 1/y, dz/dy = -x/y² = -z/y.
 
     Integer ÷ integer truncates toward zero and keeps the integer dtype (numpy's result type
-    of x and y), as C and ONNX ``Div`` do: 7 / -2 = -3.  An integer x / 0 is 0 (numpy's rule;
-    C and ONNX leave it undefined).  Integers take no gradient.  Any float operand gives true
-    (float) division.
+    of x and y), as C and ONNX ``Div`` do: 7 / -2 = -3; unsigned types floor, which is the same.
+    An integer x / 0 is 0 (numpy's rule; C and ONNX leave it undefined), and the one overflow,
+    min / -1 of a signed type, wraps around to min as numpy's other integer arithmetic does.
+    Integers take no gradient.  Any float operand gives true (float) division.
     """
 
     name, version = "div", 1
@@ -125,7 +126,7 @@ def truncated_div(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     if dtype.kind not in "iu":
         raise GraphError(f"div of {x.dtype} by {y.dtype}: numpy has no integer type for both "
                          f"(it would give {dtype}); cast one of them with .astype")
-    with np.errstate(divide="ignore"):  # x / 0 is 0 for integers, as in numpy
+    with np.errstate(divide="ignore", over="ignore"):  # x / 0 is 0, min / -1 wraps, as in numpy
         q, r = np.divmod(x, y)  # floors toward -inf; r has the sign of y
     q += (r != 0) & ((x < 0) != (y < 0))  # step back toward zero where the signs differ
     return np.asarray(q, dtype=dtype)

@@ -204,10 +204,32 @@ class Pad(Gate):
         return (rng.standard_normal(shape),), {"pads": pads, "value": float(rng.normal())}
 
 
+def int_bounds(lo: float | None, hi: float | None, dtype: np.dtype[Any]) -> tuple[Any, Any]:
+    """Clip bounds for ``dtype``: float bounds unchanged for a float x; for an integer x, the
+    bounds as scalars of x's dtype (None where the dtype's range already stays inside), or a
+    GraphError for a bound that would give a value the dtype cannot hold."""
+    if dtype.kind not in "iu":
+        return lo, hi
+    info = np.iinfo(dtype)
+    out: list[Any] = []
+    for side, v in (("min", lo), ("max", hi)):
+        if v is None or (v <= info.min if side == "min" else v >= info.max):
+            out.append(None)  # the dtype's own range is inside this bound
+        elif info.min <= v <= info.max and v == int(v):  # (a NaN fails the range test)
+            out.append(dtype.type(int(v)))
+        else:
+            raise GraphError(f"clip of {dtype} with {side} {v}: the result would hold {v}, which "
+                             f"{dtype} cannot ({info.min}..{info.max}); give a whole-number bound "
+                             "in that range, or cast x to a float type")
+    return out[0], out[1]
+
+
 class Clip(Gate):
     """y = min(max(x, min), max) (a missing bound: none on that side).  Local gradient 1
     strictly inside (min < x < max), **0 outside and at exactly a bound**: there the one-sided
-    slopes are 0 and 1 and 0 is a valid subgradient (gradcheck accepts it as a kink)."""
+    slopes are 0 and 1 and 0 is a valid subgradient (gradcheck accepts it as a kink).
+    An integer x is clipped exactly, in its own dtype: its bounds must be whole numbers that
+    the dtype holds (a bound beyond the dtype's range on its own side bounds nothing)."""
 
     name, version = "clip", 1
     fresh_grads = True  # see Gate.fresh_grads
@@ -223,7 +245,7 @@ class Clip(Gate):
             return self
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
-        lo, hi = self.attrs.min, self.attrs.max
+        lo, hi = int_bounds(self.attrs.min, self.attrs.max, x.dtype)
         inside = np.ones(x.shape, dtype=bool)
         if lo is not None:
             inside &= x > lo
@@ -238,6 +260,8 @@ class Clip(Gate):
         return (dy * ctx.inside,)
 
     def infer(self, x: Spec) -> Spec:
+        if x.dtype is not None:
+            int_bounds(self.attrs.min, self.attrs.max, x.dtype)
         return x
 
     @staticmethod

@@ -74,7 +74,8 @@ def _crop(ctx: Ctx, dxp: np.ndarray) -> np.ndarray:
 
 
 class MaxPool2d(Gate):
-    """y[n, c, y, x] = max over the window of xp (x padded with -inf), one strided slice per tap.
+    """y[n, c, y, x] = max over the window of xp (x padded with -inf, an integer x with its
+    dtype's min), one strided slice per tap.
 
     Local gradient: 1 for the winning element of each window, 0 for the others; **at a tie the
     first tap in row-major window order wins** (a valid subgradient; gradcheck accepts it).
@@ -88,7 +89,8 @@ class MaxPool2d(Gate):
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
         k, s, p, o = _geometry(self.attrs, x.shape)
-        xp = pad_spatial(x, p[0], p[1], value=-np.inf)
+        low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min  # integers pad with min
+        xp = pad_spatial(x, p[0], p[1], value=low)
         taps = _setup(ctx, xp.shape, x.shape, k, s, p, o)
         first = xp[(..., *taps[0])]
         y = np.maximum(first, xp[(..., *taps[1])]) if len(taps) > 1 else first.copy()

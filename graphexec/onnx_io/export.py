@@ -116,7 +116,21 @@ def _model(onnx: Any, graph: Graph, opset: int,
         h.set_model_props(model, dict(graph.metadata))
     _output_shapes(onnx, model, graph)
     onnx.checker.check_model(model)
+    _check_types(onnx, model)
     return model
+
+
+def _check_types(onnx: Any, model: Any) -> None:
+    """Refuse a model that breaks an ONNX op's type constraints (numpy computes Neg of uint8,
+    Exp of int8 or MatMul of int16; ONNX defines none of them), which a runtime would reject."""
+    try:
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except Exception as e:  # InferenceError; only a type error is the graph's fault
+        msg = " ".join(str(e).split())[:300]
+        if "unsupported type" in msg or "Type Error" in msg:
+            raise OnnxExportError(f"cannot export: an ONNX op does not take this dtype ({msg}); "
+                                  "cast the value to a dtype the op takes (ONNX's type "
+                                  "constraints are narrower than numpy's)") from None
 
 
 def _plugin_node(em: Emitter, n: Any, dt: np.dtype) -> None:
