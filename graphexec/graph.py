@@ -199,16 +199,32 @@ def _already_ordered(defs: Sequence[NodeDef], index: Mapping[str, int]) -> bool:
     return True
 
 
-def _bind(d: NodeDef, reg: Registry, provenance: Mapping[str, tuple[str, str]]) -> Node:
-    dist, dist_version = provenance.get(d.op, ("", ""))
-    version = d.version
-    info = reg.resolve(d.op, version if version is not None else 1, dist, dist_version)
-    if info.n_inputs >= 0 and info.n_inputs != len(d.inputs):
-        raise GraphError(f"node {d.name!r}: op {d.op!r} takes {info.n_inputs} inputs, "
-                         f"got {len(d.inputs)}: {list(d.inputs)}")
-    attrs = validate_attrs(d.name, d.op, info.cls, d.attrs)
-    return Node(d.name, d.op, version if version is not None else info.version,
-                tuple(d.inputs), dict(d.attrs), info.cls(attrs), info)
+def _bind_all(defs: Sequence[NodeDef], reg: Registry,
+              provenance: Mapping[str, tuple[str, str]]) -> list[Node]:
+    """Each node with its gate bound, in order. An op's gate is resolved once, and the nodes
+    of a gate class that carry no attributes share one validated model (models are frozen),
+    so such a node costs its arity check and two small objects, not a pydantic call."""
+    infos: dict[tuple[str, int | None], GateInfo] = {}
+    defaults: dict[type[Gate], Any] = {}
+    nodes = []
+    for d in defs:
+        info = infos.get((d.op, d.version))
+        if info is None:
+            dist, dist_version = provenance.get(d.op, ("", ""))
+            info = reg.resolve(d.op, d.version if d.version is not None else 1, dist, dist_version)
+            infos[(d.op, d.version)] = info
+        if info.n_inputs >= 0 and info.n_inputs != len(d.inputs):
+            raise GraphError(f"node {d.name!r}: op {d.op!r} takes {info.n_inputs} inputs, "
+                             f"got {len(d.inputs)}: {list(d.inputs)}")
+        if d.attrs:
+            attrs = validate_attrs(d.name, d.op, info.cls, d.attrs)
+        else:
+            attrs = defaults.get(info.cls)
+            if attrs is None:
+                attrs = defaults[info.cls] = validate_attrs(d.name, d.op, info.cls, {})
+        nodes.append(Node(d.name, d.op, d.version if d.version is not None else info.version,
+                          tuple(d.inputs), dict(d.attrs), info.cls(attrs), info))
+    return nodes
 
 
 def validate_attrs(node: str, op: str, cls: type[Gate], attrs: Mapping[str, Any]) -> Any:
@@ -266,7 +282,7 @@ def make_graph(name: str, inputs: Sequence[InputDecl], params: dict[str, np.ndar
     reg = reg or registry()
     prov, ordered = provenance or {}, _order(defs)
     reg.require((d.op, d.version or 1, *prov.get(d.op, ("", ""))) for d in ordered)  # all at once
-    nodes = [_bind(d, reg, prov) for d in ordered]
+    nodes = _bind_all(ordered, reg, prov)
     g = Graph(name, inputs, params, nodes, outputs, metadata, training, buffers, frozen)
     g.specs = infer_specs(inputs, {**params, **buffers}, nodes)
     return g
