@@ -116,11 +116,12 @@ def _check_names(inputs: Sequence[InputDecl], params: Mapping[str, np.ndarray],
                  defs: Sequence[NodeDef], outputs: Mapping[str, str],
                  buffers: Mapping[str, np.ndarray], frozen: Iterable[str]) -> None:
     seen: dict[str, str] = {}
-    for kind, name in ([("input", d.name) for d in inputs] + [("param", p) for p in params]
-                       + [("buffer", b) for b in buffers] + [("node", d.name) for d in defs]):
-        if name in seen:
-            raise GraphError(f"duplicate name {name!r}: used by a {seen[name]} and a {kind}")
-        seen[name] = kind
+    for kind, names in (("input", [d.name for d in inputs]), ("param", params),
+                        ("buffer", buffers), ("node", [d.name for d in defs])):
+        for name in names:
+            if name in seen:
+                raise GraphError(f"duplicate name {name!r}: used by a {seen[name]} and a {kind}")
+            seen[name] = kind
     for d in defs:
         for src in d.inputs:
             if src not in seen:
@@ -138,9 +139,9 @@ def _check_names(inputs: Sequence[InputDecl], params: Mapping[str, np.ndarray],
 
 def _order(defs: Sequence[NodeDef]) -> list[NodeDef]:
     """Topological order; ties keep the given order, so the result is deterministic."""
-    index = {d.name: i for i, d in enumerate(defs)}
-    if _already_ordered(defs, index):
+    if _already_ordered(defs):
         return list(defs)
+    index = {d.name: i for i, d in enumerate(defs)}
     g = nx.DiGraph()
     g.add_nodes_from(index)
     g.add_edges_from((src, d.name) for d in defs for src in d.inputs if src in index)
@@ -188,14 +189,16 @@ def _cycle_message(defs: Sequence[NodeDef], index: Mapping[str, int], show: int 
     return f"the graph has a cycle: {' -> '.join(shown)}{more}"
 
 
-def _already_ordered(defs: Sequence[NodeDef], index: Mapping[str, int]) -> bool:
+def _already_ordered(defs: Sequence[NodeDef]) -> bool:
     """True if every node reads only values defined before it (what the builder and saved
     files produce). Then the given order is exactly what lexicographical_topological_sort
     with ties broken by position returns: the smallest unplaced index is always ready."""
-    for i, d in enumerate(defs):
+    later = {d.name for d in defs}  # the nodes not yet passed; other names are no nodes
+    for d in defs:
         for src in d.inputs:
-            if index.get(src, -1) >= i:
+            if src in later:
                 return False
+        later.discard(d.name)
     return True
 
 
@@ -281,7 +284,8 @@ def make_graph(name: str, inputs: Sequence[InputDecl], params: dict[str, np.ndar
     _check_names(inputs, params, defs, outputs, buffers, frozen)
     reg = reg or registry()
     prov, ordered = provenance or {}, _order(defs)
-    reg.require((d.op, d.version or 1, *prov.get(d.op, ("", ""))) for d in ordered)  # all at once
+    wanted = dict.fromkeys((d.op, d.version or 1) for d in ordered)  # each pair once, in order
+    reg.require((op, version, *prov.get(op, ("", ""))) for op, version in wanted)  # all at once
     nodes = _bind_all(ordered, reg, prov)
     g = Graph(name, inputs, params, nodes, outputs, metadata, training, buffers, frozen)
     g.specs = infer_specs(inputs, {**params, **buffers}, nodes)
