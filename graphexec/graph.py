@@ -18,6 +18,7 @@ import pydantic
 
 from graphexec.errors import GraphError, first_problem
 from graphexec.gate import Gate, Spec, describe_attrs
+from graphexec.gcpause import collector_paused
 from graphexec.registry import GateInfo, Registry, registry
 from graphexec.shapes import infer_specs
 
@@ -279,6 +280,17 @@ def make_graph(name: str, inputs: Sequence[InputDecl], params: dict[str, np.ndar
                reg: Registry | None = None, buffers: dict[str, np.ndarray] | None = None,
                frozen: Iterable[str] = ()) -> Graph:
     """Check, order and bind a graph. ``provenance`` maps op -> (dist, version) from a file."""
+    with collector_paused():  # see graphexec.gcpause: many objects per node, no garbage
+        return _make_graph(name, inputs, params, defs, outputs, metadata=metadata,
+                           training=training, provenance=provenance, reg=reg, buffers=buffers,
+                           frozen=frozen)
+
+
+def _make_graph(name: str, inputs: Sequence[InputDecl], params: dict[str, np.ndarray],
+                defs: Sequence[NodeDef], outputs: Mapping[str, str], *,
+                metadata: Mapping[str, str] | None, training: Training | None,
+                provenance: Mapping[str, tuple[str, str]] | None, reg: Registry | None,
+                buffers: dict[str, np.ndarray] | None, frozen: Iterable[str]) -> Graph:
     buffers = buffers if buffers is not None else {}
     frozen = list(frozen)
     _check_names(inputs, params, defs, outputs, buffers, frozen)

@@ -33,6 +33,7 @@ from graphexec.fileformat.schema import (
     TensorEntry,
     version_of,
 )
+from graphexec.gcpause import collector_paused
 
 __all__ = [
     "FORMAT_VERSION",
@@ -217,7 +218,11 @@ def _no_ext(code: int, data: bytes) -> Any:
 
 
 def _decode_header(raw: bytes, limits: Limits, version: int = 1) -> Header:
-    limits = limits.resolve(len(raw))
+    with collector_paused():  # see graphexec.gcpause: a big header is many objects, no garbage
+        return _decode(raw, limits.resolve(len(raw)), version)
+
+
+def _decode(raw: bytes, limits: Limits, version: int) -> Header:
     assert limits.max_array_len is not None and limits.max_header_items is not None
     assert limits.max_containers is not None and limits.max_text_bytes is not None
     if passes(raw, max_str_len=limits.max_str_len, max_depth=limits.max_depth,
