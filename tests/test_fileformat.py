@@ -246,9 +246,13 @@ def chain_file(n: int) -> bytes:
 
 
 def test_a_100k_node_graph_loads_with_the_default_limits():
-    """It used to need raised limits: "more than 262144 objects (the limit max_header_items)"."""
+    """It used to need raised limits: "more than 262144 objects (the limit max_header_items)".
+    CPU time, never wall-clock: measured 1.5 s on a busy 2-core VM (it was 4-5 s before the
+    scan's shortcut, one shape rule per distinct input and shared attribute models)."""
     data = chain_file(100_000)
+    t0 = time.process_time()
     g = gx.loads(data)
+    assert time.process_time() - t0 < 15.0  # 10x the measured
     assert len(g.nodes) == 100_000 and g.nodes[-1].name == "n99999"
     y = gx.Executor(g).forward(a=np.array([1.0, -2.0]))["y"]
     np.testing.assert_array_equal(y, [1.0, -2.0])  # an even number of negations
