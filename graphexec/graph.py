@@ -17,6 +17,7 @@ import pydantic
 
 from graphexec.errors import GraphError, first_problem
 from graphexec.gate import Gate, Spec, describe_attrs
+from graphexec.gcpause import collector_paused
 from graphexec.registry import GateInfo, Registry, registry
 from graphexec.shapes import infer_specs
 
@@ -116,11 +117,12 @@ def _check_names(inputs: Sequence[InputDecl], params: Mapping[str, np.ndarray],
                  defs: Sequence[NodeDef], outputs: Mapping[str, str],
                  buffers: Mapping[str, np.ndarray], frozen: Iterable[str]) -> None:
     seen: dict[str, str] = {}
-    for kind, name in ([("input", d.name) for d in inputs] + [("param", p) for p in params]
-                       + [("buffer", b) for b in buffers] + [("node", d.name) for d in defs]):
-        if name in seen:
-            raise GraphError(f"duplicate name {name!r}: used by a {seen[name]} and a {kind}")
-        seen[name] = kind
+    for kind, names in (("input", [d.name for d in inputs]), ("param", params),
+                        ("buffer", buffers), ("node", [d.name for d in defs])):
+        for name in names:
+            if name in seen:
+                raise GraphError(f"duplicate name {name!r}: used by a {seen[name]} and a {kind}")
+            seen[name] = kind
     for d in defs:
         for src in d.inputs:
             if src not in seen:
@@ -138,11 +140,11 @@ def _check_names(inputs: Sequence[InputDecl], params: Mapping[str, np.ndarray],
 
 def _order(defs: Sequence[NodeDef]) -> list[NodeDef]:
     """Topological order; ties keep the given order, so the result is deterministic."""
-    index = {d.name: i for i, d in enumerate(defs)}
-    if _already_ordered(defs, index):
+    if _already_ordered(defs):
         return list(defs)
     import networkx as nx  # only for files out of order: ~150 ms to import, so not up front
 
+    index = {d.name: i for i, d in enumerate(defs)}
     g = nx.DiGraph()
     g.add_nodes_from(index)
     g.add_edges_from((src, d.name) for d in defs for src in d.inputs if src in index)
@@ -190,27 +192,45 @@ def _cycle_message(defs: Sequence[NodeDef], index: Mapping[str, int], show: int 
     return f"the graph has a cycle: {' -> '.join(shown)}{more}"
 
 
-def _already_ordered(defs: Sequence[NodeDef], index: Mapping[str, int]) -> bool:
+def _already_ordered(defs: Sequence[NodeDef]) -> bool:
     """True if every node reads only values defined before it (what the builder and saved
     files produce). Then the given order is exactly what lexicographical_topological_sort
     with ties broken by position returns: the smallest unplaced index is always ready."""
-    for i, d in enumerate(defs):
+    later = {d.name for d in defs}  # the nodes not yet passed; other names are no nodes
+    for d in defs:
         for src in d.inputs:
-            if index.get(src, -1) >= i:
+            if src in later:
                 return False
+        later.discard(d.name)
     return True
 
 
-def _bind(d: NodeDef, reg: Registry, provenance: Mapping[str, tuple[str, str]]) -> Node:
-    dist, dist_version = provenance.get(d.op, ("", ""))
-    version = d.version
-    info = reg.resolve(d.op, version if version is not None else 1, dist, dist_version)
-    if info.n_inputs >= 0 and info.n_inputs != len(d.inputs):
-        raise GraphError(f"node {d.name!r}: op {d.op!r} takes {info.n_inputs} inputs, "
-                         f"got {len(d.inputs)}: {list(d.inputs)}")
-    attrs = validate_attrs(d.name, d.op, info.cls, d.attrs)
-    return Node(d.name, d.op, version if version is not None else info.version,
-                tuple(d.inputs), dict(d.attrs), info.cls(attrs), info)
+def _bind_all(defs: Sequence[NodeDef], reg: Registry,
+              provenance: Mapping[str, tuple[str, str]]) -> list[Node]:
+    """Each node with its gate bound, in order. An op's gate is resolved once, and the nodes
+    of a gate class that carry no attributes share one validated model (models are frozen),
+    so such a node costs its arity check and two small objects, not a pydantic call."""
+    infos: dict[tuple[str, int | None], GateInfo] = {}
+    defaults: dict[type[Gate], Any] = {}
+    nodes = []
+    for d in defs:
+        info = infos.get((d.op, d.version))
+        if info is None:
+            dist, dist_version = provenance.get(d.op, ("", ""))
+            info = reg.resolve(d.op, d.version if d.version is not None else 1, dist, dist_version)
+            infos[(d.op, d.version)] = info
+        if info.n_inputs >= 0 and info.n_inputs != len(d.inputs):
+            raise GraphError(f"node {d.name!r}: op {d.op!r} takes {info.n_inputs} inputs, "
+                             f"got {len(d.inputs)}: {list(d.inputs)}")
+        if d.attrs:
+            attrs = validate_attrs(d.name, d.op, info.cls, d.attrs)
+        else:
+            attrs = defaults.get(info.cls)
+            if attrs is None:
+                attrs = defaults[info.cls] = validate_attrs(d.name, d.op, info.cls, {})
+        nodes.append(Node(d.name, d.op, d.version if d.version is not None else info.version,
+                          tuple(d.inputs), dict(d.attrs), info.cls(attrs), info))
+    return nodes
 
 
 def validate_attrs(node: str, op: str, cls: type[Gate], attrs: Mapping[str, Any]) -> Any:
@@ -262,13 +282,25 @@ def make_graph(name: str, inputs: Sequence[InputDecl], params: dict[str, np.ndar
                reg: Registry | None = None, buffers: dict[str, np.ndarray] | None = None,
                frozen: Iterable[str] = ()) -> Graph:
     """Check, order and bind a graph. ``provenance`` maps op -> (dist, version) from a file."""
+    with collector_paused():  # see graphexec.gcpause: many objects per node, no garbage
+        return _make_graph(name, inputs, params, defs, outputs, metadata=metadata,
+                           training=training, provenance=provenance, reg=reg, buffers=buffers,
+                           frozen=frozen)
+
+
+def _make_graph(name: str, inputs: Sequence[InputDecl], params: dict[str, np.ndarray],
+                defs: Sequence[NodeDef], outputs: Mapping[str, str], *,
+                metadata: Mapping[str, str] | None, training: Training | None,
+                provenance: Mapping[str, tuple[str, str]] | None, reg: Registry | None,
+                buffers: dict[str, np.ndarray] | None, frozen: Iterable[str]) -> Graph:
     buffers = buffers if buffers is not None else {}
     frozen = list(frozen)
     _check_names(inputs, params, defs, outputs, buffers, frozen)
     reg = reg or registry()
     prov, ordered = provenance or {}, _order(defs)
-    reg.require((d.op, d.version or 1, *prov.get(d.op, ("", ""))) for d in ordered)  # all at once
-    nodes = [_bind(d, reg, prov) for d in ordered]
+    wanted = dict.fromkeys((d.op, d.version or 1) for d in ordered)  # each pair once, in order
+    reg.require((op, version, *prov.get(op, ("", ""))) for op, version in wanted)  # all at once
+    nodes = _bind_all(ordered, reg, prov)
     g = Graph(name, inputs, params, nodes, outputs, metadata, training, buffers, frozen)
     g.specs = infer_specs(inputs, {**params, **buffers}, nodes)
     return g

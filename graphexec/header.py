@@ -29,6 +29,7 @@ from graphexec.fileformat.schema import (
     TrainingSection,
     TrainingSectionV2,
 )
+from graphexec.gcpause import collector_paused
 from graphexec.graph import Graph, InputDecl, NodeDef, make_graph
 from graphexec.registry import Registry
 
@@ -54,6 +55,11 @@ def _unique(what: str, names: Sequence[str]) -> None:
 
 def from_header(header: Header, arrays: Sequence[np.ndarray], reg: Registry | None = None) -> Graph:
     """Build a graph from a validated header and its tensors (params, buffers, then training)."""
+    with collector_paused():  # see graphexec.gcpause: a node definition per node, no garbage
+        return _from_header(header, arrays, reg)
+
+
+def _from_header(header: Header, arrays: Sequence[np.ndarray], reg: Registry | None) -> Graph:
     n = len(header.params)
     params = {e.name: a for e, a in zip(header.params, arrays[:n])}
     buffers: dict[str, np.ndarray] = {}

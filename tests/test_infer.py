@@ -13,6 +13,7 @@ import zlib
 import numpy as np
 import pytest
 
+import graphexec as gx
 from graphexec.errors import GraphError
 from graphexec.gate import Ctx, Spec
 from graphexec.gates.activations import Maxout, ReLU
@@ -110,3 +111,24 @@ def test_loss_and_maxout_rules():
     assert Maxout().infer(Spec((None, 4), f), Spec((3, 4, 5), f), Spec((3, 5), f)) == Spec((None, 5), f)
     with pytest.raises(GraphError, match="maxout expects"):
         Maxout().infer(Spec((None, 3), f), Spec((3, 4, 5), f), Spec((3, 5), f))
+
+
+def test_a_rule_runs_once_per_distinct_gate_attributes_and_input_specs(monkeypatch):
+    """A 3000-node graph of two ops over one shape used to make 3000 rule calls."""
+    from graphexec.gates.arith import Add, Mul
+
+    calls = []
+    for cls in (Add, Mul):
+        rule = cls.infer
+        monkeypatch.setattr(cls, "infer", lambda self, *s, _r=rule: calls.append(1) or _r(self, *s))
+    b = gx.GraphBuilder("chain")
+    v = b.input("x", shape=(None, 3))
+    w = b.param("w", np.ones(3))
+    for i in range(1500):
+        v = b.op("mul", b.op("add", v, w, name=f"a{i}"), w, name=f"m{i}")
+    b.output(v, "y")
+    data = gx.dumps(b.build(check_shapes=False))
+    calls.clear()
+    g = gx.loads(data)
+    assert g.specs["m1499"] == Spec((None, 3), np.dtype(np.float64))
+    assert 0 < len(calls) <= 4

@@ -23,8 +23,16 @@ import pydantic
 
 from graphexec.dtypes import DTYPE_SINCE, DTYPES
 from graphexec.errors import GraphFileError, ScanError, first_problem
-from graphexec.fileformat.scan import scan
-from graphexec.fileformat.schema import HEADERS, Header, HeaderV2, TensorEntry, version_of
+from graphexec.fileformat.scan import passes, scan
+from graphexec.fileformat.schema import (
+    HEADERS,
+    MAX_NESTING,
+    Header,
+    HeaderV2,
+    TensorEntry,
+    version_of,
+)
+from graphexec.gcpause import collector_paused
 
 __all__ = [
     "FORMAT_VERSION",
@@ -213,9 +221,20 @@ def _no_ext(code: int, data: bytes) -> Any:
 
 
 def _decode_header(raw: bytes, limits: Limits, version: int = 1) -> Header:
-    limits = limits.resolve(len(raw))
+    with collector_paused():  # see graphexec.gcpause: a big header is many objects, no garbage
+        return _decode(raw, limits.resolve(len(raw)), version)
+
+
+def _decode(raw: bytes, limits: Limits, version: int) -> Header:
     assert limits.max_array_len is not None and limits.max_header_items is not None
     assert limits.max_containers is not None and limits.max_text_bytes is not None
+    if passes(raw, max_str_len=limits.max_str_len, max_depth=limits.max_depth,
+              max_items=limits.max_header_items, max_containers=limits.max_containers,
+              max_text_bytes=limits.max_text_bytes, nesting=MAX_NESTING):
+        try:  # the scan would accept what decodes and validates: skip its walk
+            return _validated(_unpacked(raw, limits), version)
+        except GraphFileError:
+            pass  # the path below names the problem, exactly as without the shortcut
     try:  # structure first, so that decoding allocates nothing the scan has not counted
         scan(raw, max_str_len=limits.max_str_len, max_array_len=limits.max_array_len,
              max_map_len=limits.max_map_len, max_depth=limits.max_depth,
@@ -223,8 +242,12 @@ def _decode_header(raw: bytes, limits: Limits, version: int = 1) -> Header:
              max_text_bytes=limits.max_text_bytes)
     except ScanError as e:
         raise GraphFileError(f"header is not valid msgpack: {e}") from e
+    return _validated(_unpacked(raw, limits), version)
+
+
+def _unpacked(raw: bytes, limits: Limits) -> Any:
     try:
-        obj = msgpack.unpackb(
+        return msgpack.unpackb(
             raw, raw=False, strict_map_key=True, use_list=True,
             object_pairs_hook=_pairs_no_duplicates, ext_hook=_no_ext,
             max_str_len=limits.max_str_len, max_bin_len=0, max_ext_len=0,
@@ -232,6 +255,9 @@ def _decode_header(raw: bytes, limits: Limits, version: int = 1) -> Header:
         )
     except Exception as e:  # msgpack raises several types; all mean "bad header"
         raise GraphFileError(f"header is not valid msgpack: {type(e).__name__}: {e}") from e
+
+
+def _validated(obj: Any, version: int) -> Header:
     try:
         header = HEADERS[version].model_validate(obj)
     except pydantic.ValidationError as e:

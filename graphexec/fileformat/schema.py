@@ -39,6 +39,10 @@ __all__ = [
 
 MAX_RANK = 32
 MAX_DIM = 2**62
+#: The deepest a valid header nests maps and lists, the header map included: header → nodes →
+#: node → attrs → a list attribute → a list in it. ``tests/test_fileformat.py`` derives it
+#: from the JSON schema; the reader skips its walk of the bytes only for limits deeper than it.
+MAX_NESTING = 6
 
 #: Names of values, ops, attributes: no path separators, spaces, control characters or markup.
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,127}$")]
