@@ -478,9 +478,11 @@ BUILTIN_CASES = {
     "gather": {"shapes": [(4, 3), (2, 2)], "dtypes": ("float64", "int64"), "int_range": (-4, 4)},
     "cast": {"shapes": [(4, 3)], "dtypes": ("int64",), "int_range": (-5, 5),
              "attrs": {"to": "float64"}},
+    "nll_loss": {"shapes": [(5, 3), (5,), (3,)], "dtypes": ("float64", "int64", "float64"),
+                 "int_range": (0, 3)},
 }
 
 
 def test_graphexec_s_own_distribution_passes_check_distribution():
     report = check_distribution("graphexec", cases=BUILTIN_CASES)
-    assert report.ok and len(report.checks) == 44
+    assert report.ok and len(report.checks) == 52
