@@ -17,6 +17,7 @@ from itertools import compress
 from typing import Any, NamedTuple
 
 from graphexec.errors import GraphError
+from graphexec.gcpause import collector_paused
 from graphexec.graph import Graph, InputDecl
 
 __all__ = ["Plan", "ForwardSchedule", "BackwardSchedule", "BackStep", "Step", "plan_for"]
@@ -72,6 +73,7 @@ class BackwardSchedule:
 class Plan:
     """Slot numbering plus cached schedules for one graph."""
 
+    @collector_paused()  # a big graph's plan allocates a few objects per node: see gcpause
     def __init__(self, graph: Graph):
         self.graph = graph
         names = graph.inputs + list(graph.params) + list(graph.buffers) + [n.name for n in graph.nodes]
@@ -118,6 +120,7 @@ class Plan:
                 self._fwd[key] = sched
         return sched
 
+    @collector_paused()
     def _compile_forward(self, outputs: frozenset[str]) -> ForwardSchedule:
         outs = tuple((name, self.output_slot(name)) for name in self.graph.outputs if name in outputs)
         missing = outputs - {n for n, _ in outs}
@@ -150,6 +153,7 @@ class Plan:
                 self._bwd[key] = sched
         return sched
 
+    @collector_paused()
     def _compile_backward(self, fwd: ForwardSchedule, seeds: frozenset[str],
                           wrt: frozenset[str]) -> BackwardSchedule:
         for name in wrt:

@@ -215,8 +215,8 @@ def test_cast_truncates_floats_toward_zero_and_refuses_unknown_targets():
     g, feed = op("cast", np.array([-1.7, -0.2, 0.9, 2.5]), to="int32")
     got = gx.run(g, feed)["out"]
     assert got.dtype == np.int32 and got.tolist() == [-1, 0, 0, 2]
-    with pytest.raises(gx.GraphError, match="to='float16': expected one of"):
-        op("cast", np.zeros(2), to="float16")
+    with pytest.raises(gx.GraphError, match="to='complex64': expected one of"):
+        op("cast", np.zeros(2), to="complex64")
     model = one_node(helper.make_node("Cast", ["x"], ["y"], to=TensorProto.STRING),
                      [("x", F, [2])], [("y", TensorProto.STRING, [2])])
     with pytest.raises(OnnxImportError, match=r"target type STRING \(8\) is not a graphexec dtype"):

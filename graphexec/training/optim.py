@@ -113,7 +113,7 @@ class Optimizer:
             # Fast path: what the executor hands out (float arrays shaped like their
             # parameter); anything else goes through the full check and its messages.
             if (type(dw) is not np.ndarray or type(w) is not np.ndarray
-                    or w.dtype.kind != "f" or dw.shape != w.shape):
+                    or w.dtype.kind != "f" or dw.shape != w.shape or not w.flags.writeable):
                 dw = self._gradient_for(pname, w, grads)
             state = states.get(pname)
             if state is None:
