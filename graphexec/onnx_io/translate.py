@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -297,13 +296,6 @@ def _fold(op: str) -> Translate:
     return tr
 
 
-def _identity(imp: Importer, node: Any) -> None:
-    if len(node.output) > 1 and node.output[1] and imp.uses[node.output[1]]:
-        raise imp.refuse(node, "its mask output is used; graphexec imports Dropout as the identity "
-                               "(inference)")
-    imp.alias[node.output[0]] = imp.ref(node.input[0])
-
-
 def _constant(imp: Importer, node: Any) -> None:
     """Constants were read up front; a gate that reads one turns it into a parameter."""
 
@@ -387,67 +379,6 @@ def _reshape(imp: Importer, node: Any) -> None:
     imp.emit("reshape", [imp.ref(node.input[0])], node.output[0], shape=target)
 
 
-def _flatten(imp: Importer, node: Any) -> None:
-    src = imp.shape(node.input[0])
-    if src is None:
-        raise imp.refuse(node, "the input's rank is unknown")
-    axis = int(imp.attrs(node).get("axis", 1))
-    axis += len(src) if axis < 0 else 0
-    head, tail = src[:axis], src[axis:]
-    if all(d is not None for d in tail):
-        target = [-1 if axis else 1, math.prod(d or 0 for d in tail)]
-    elif all(d is not None for d in head):
-        target = [math.prod(d or 0 for d in head), -1]
-    else:
-        raise imp.refuse(node, f"input shape {src}: unknown sizes on both sides of axis {axis}")
-    imp.emit("reshape", [imp.ref(node.input[0])], node.output[0], shape=target)
-
-
-def _reduce(op: str) -> Translate:
-    """ReduceSum / ReduceMean over every axis with keepdims=0 (graphexec's sum and mean)."""
-    def tr(imp: Importer, node: Any) -> None:
-        a = imp.attrs(node)
-        axes = a.get("axes")
-        if len(node.input) > 1 and node.input[1]:
-            if node.input[1] not in imp.consts:
-                raise imp.refuse(node, "axes are computed, not constant")
-            axes = [int(x) for x in imp.consts[node.input[1]].reshape(-1)]
-        rank = len(imp.shape(node.input[0]) or ()) if imp.shape(node.input[0]) is not None else None
-        every = not axes or (rank is not None
-                             and sorted(x % rank for x in axes) == list(range(rank)))
-        if a.get("keepdims", 1) or not every or (not axes and a.get("noop_with_empty_axes", 0)):
-            raise imp.refuse(node, "graphexec reduces over every axis with keepdims=0 only")
-        imp.emit(op, [imp.ref(node.input[0])], node.output[0])
-    return tr
-
-
-def _softmax(imp: Importer, node: Any) -> None:
-    """softmax over the last axis of (N, C) scores, from existing gates:
-    m = rowmax(s) (a maxout over C one-hot pieces), e = exp(s - m), p = e / (e @ ones(C, 1))."""
-    src = imp.shape(node.input[0])
-    dt = imp.dtype(node.input[0])
-    axis = int(imp.attrs(node).get("axis", -1 if imp.opset >= 13 else 1))
-    if src is None or len(src) != 2 or axis not in (1, -1) or src[1] is None or dt is None:
-        raise imp.refuse(node, f"Softmax is imported over the last axis of (N, C) float scores "
-                               f"with C known; got shape {src}, axis {axis}")
-    c, out, s = int(src[1]), node.output[0], imp.ref(node.input[0])
-    pick = imp.param(f"{out}_softmax_pick", np.eye(c, dtype=dt)[:, :, None], made_up=True)
-    zero = imp.param(f"{out}_softmax_zero", np.zeros((c, 1), dt), made_up=True)
-    ones = imp.param(f"{out}_softmax_ones", np.ones((c, 1), dt), made_up=True)
-    m = imp.emit("maxout", [s, pick, zero], hint=f"{out}_rowmax")
-    e = imp.emit("exp", [imp.emit("sub", [s, m], hint=f"{out}_shifted")], hint=f"{out}_exp")
-    imp.emit("div", [e, imp.emit("matmul", [e, ones], hint=f"{out}_rowsum")], out)
-
-
-def _softmax_ce(imp: Importer, node: Any) -> None:
-    a = imp.attrs(node)
-    extra = len(node.output) > 1 and node.output[1] and imp.uses[node.output[1]]
-    if a.get("reduction", "mean") != "mean" or "ignore_index" in a or len(node.input) > 2 or extra:
-        raise imp.refuse(node, "only reduction='mean' without weights, ignore_index or log_prob "
-                               "output maps to softmax_cross_entropy")
-    imp.emit("softmax_cross_entropy", [imp.ref(i) for i in node.input], node.output[0])
-
-
 #: ONNX op (default domain) -> translator.
 TRANSLATORS: dict[str, Translate] = {
     **{onnx_op: _same(op, 2) for onnx_op, op in [("Add", "add"), ("Sub", "sub"), ("Mul", "mul"),
@@ -456,8 +387,6 @@ TRANSLATORS: dict[str, Translate] = {
                                                   ("Relu", "relu"), ("Sigmoid", "sigmoid"),
                                                   ("Tanh", "tanh")]},
     "LeakyRelu": _alpha("leaky_relu", 0.01), "Elu": _alpha("elu", 1.0),
-    "Max": _fold("max"), "Sum": _fold("add"), "Identity": _identity, "Dropout": _identity,
-    "Constant": _constant, "MatMul": _matmul, "Gemm": _gemm, "Reshape": _reshape,
-    "Flatten": _flatten, "ReduceSum": _reduce("sum"), "ReduceMean": _reduce("mean"),
-    "Softmax": _softmax, "SoftmaxCrossEntropyLoss": _softmax_ce,
+    "Max": _fold("max"), "Sum": _fold("add"), "Constant": _constant, "MatMul": _matmul,
+    "Gemm": _gemm, "Reshape": _reshape,
 }

@@ -1,9 +1,11 @@
 """ONNX → graphexec translators for the network ops: convolution, pooling, normalisation,
-layout, softmax, reductions over axes, and the ONNX settings of the older ones (Gemm's
-transposes, Dropout's modes); the losses and activations are in ``translate_loss``.
+layout, softmax, and the ONNX settings of the older ones (Gemm's transposes, Dropout's modes);
+the losses and activations are in ``translate_loss``, the ops whose operands are shapes, axes or
+bounds (reductions, Squeeze/Unsqueeze, Clip, Slice, Gather, Cast, Reshape) in ``translate_shape``.
 
 Each maps to a gate that computes the ONNX op exactly, or refuses naming the setting it cannot
-represent. ``TRANSLATORS`` here is the whole table (``translate.TRANSLATORS`` plus these).
+represent. ``TRANSLATORS`` here is ``translate.TRANSLATORS`` plus these; the importer lays
+``translate_shape.TRANSLATORS`` over it.
 """
 
 from __future__ import annotations
@@ -22,19 +24,6 @@ __all__ = ["TRANSLATORS"]
 
 def _ints(imp: Importer, node: Any, key: str, default: list[int]) -> list[int]:
     return [int(v) for v in imp.attrs(node).get(key, default)]
-
-
-def _const_input(imp: Importer, node: Any, i: int, what: str) -> np.ndarray | None:
-    """Input ``i`` of ``node`` as a constant (None if absent); refuses a computed one."""
-    if len(node.input) <= i or not node.input[i]:
-        return None
-    name = node.input[i]
-    if name not in imp.consts:
-        kind = ("a graph input, known only when the model runs" if name in imp.input_names
-                else "computed by another node")
-        raise imp.refuse(node, f"its {what} {name!r} is {kind}; graphexec needs it as a constant "
-                               "at import (make it an initializer)")
-    return imp.consts[name]
 
 
 def _known(imp: Importer, node: Any, name: str, what: str = "input") -> tuple[int, ...]:
@@ -258,39 +247,6 @@ def _flatten(imp: Importer, node: Any) -> None:
              axis=int(imp.attrs(node).get("axis", 1)))
 
 
-def _to_shape(imp: Importer, node: Any) -> None:
-    """Squeeze / Unsqueeze as a reshape to the output shape that shape inference gives."""
-    _axes_ok(imp, node)
-    out = imp.shape(node.output[0])
-    if out is None or sum(d is None for d in out) > 1:
-        raise imp.refuse(node, f"output shape {out}: a reshape needs all but one size known")
-    imp.emit("reshape", [imp.ref(node.input[0])], node.output[0],
-             shape=[-1 if d is None else int(d) for d in out])
-
-
-def _axes_ok(imp: Importer, node: Any) -> None:
-    _const_input(imp, node, 1, "axes")
-
-
-def _clip(imp: Importer, node: Any) -> None:
-    a = imp.attrs(node)
-    lo, hi = a.get("min"), a.get("max")
-    if imp.opset >= 11:
-        lo_v, hi_v = _const_input(imp, node, 1, "min"), _const_input(imp, node, 2, "max")
-        lo = None if lo_v is None else lo_v.item()
-        hi = None if hi_v is None else hi_v.item()
-    dt = imp.dtype(node.input[0])
-    if dt is None or dt.kind != "f":
-        raise imp.refuse(node, f"input dtype {dt}; graphexec's clip takes floats (its bounds are "
-                               "float attributes)")
-    if lo is not None and hi is not None and lo > hi:
-        raise imp.refuse(node, f"min {lo} > max {hi}: ONNX then gives max everywhere, graphexec's "
-                               "clip refuses such bounds")
-    bounds: dict[str, Any] = {k: float(np.asarray(v, dt)) for k, v in (("min", lo), ("max", hi))
-                              if v is not None}
-    imp.emit("clip", [imp.ref(node.input[0])], node.output[0], **bounds)
-
-
 def _softmax(op: str) -> Translate:
     """Softmax / LogSoftmax: opset >= 13 over one axis; before, over the flattened trailing
     axes from ``axis`` (a reshape around the gate when that is more than the last axis)."""
@@ -310,51 +266,6 @@ def _softmax(op: str) -> Translate:
 
 
 # ---------------------------------------------------------------------------- reductions
-def _reduce(op: str) -> Translate:
-    """ReduceSum / ReduceMean over axes, keepdims either way: all axes with keepdims=0 is the
-    scalar ``sum``/``mean`` gate; otherwise the reduced axes are moved last and summed by a
-    matmul with a column of ones (1/k for the mean), then reshaped to ONNX's output shape."""
-    def tr(imp: Importer, node: Any) -> None:
-        a = imp.attrs(node)
-        x, out = node.input[0], node.output[0]
-        axes_v = _const_input(imp, node, 1, "axes") if imp.opset >= 13 and op == "sum" or \
-            imp.opset >= 18 else None
-        axes = [int(v) for v in (axes_v.reshape(-1) if axes_v is not None else a.get("axes", []))]
-        rank = _rank(imp, node, x)
-        if not axes and a.get("noop_with_empty_axes", 0):
-            imp.alias[out] = imp.ref(x)
-            return
-        axes = sorted({v % rank for v in axes}) if axes else list(range(rank))
-        if axes == list(range(rank)) and not a.get("keepdims", 1) and rank:
-            imp.emit(op, [imp.ref(x)], out)
-            return
-        _matmul_reduce(imp, node, op, axes, bool(a.get("keepdims", 1)))
-    return tr
-
-
-def _matmul_reduce(imp: Importer, node: Any, op: str, axes: list[int], keep: bool) -> None:
-    x, out = node.input[0], node.output[0]
-    shape = _known(imp, node, x)
-    dt = imp.dtype(x)
-    if dt is None or dt.kind != "f":
-        raise imp.refuse(node, f"input dtype {dt}: reductions over some axes are composed with a "
-                               "float matmul, which graphexec runs on floats only here")
-    if 0 in shape:
-        raise imp.refuse(node, f"input shape {shape} holds an empty axis")
-    rest = [i for i in range(len(shape)) if i not in axes]
-    k = math.prod(shape[i] for i in axes)
-    v = imp.ref(x)
-    if rest + axes != list(range(len(shape))):
-        v = imp.emit("transpose", [v], hint=f"{out}_moved", perm=rest + axes)
-    v = imp.emit("reshape", [v], hint=f"{out}_2d", shape=[math.prod(shape[i] for i in rest), k])
-    col = np.full((k, 1), 1.0 if op == "sum" else 1.0 / k, dt)
-    v = imp.emit("matmul", [v, imp.param(f"{out}_{op}_ones", col, made_up=True)],
-                 hint=f"{out}_{op}")
-    final = [1 if i in axes else shape[i] for i in range(len(shape))] if keep else \
-        [shape[i] for i in rest]
-    imp.emit("reshape", [v], out, shape=final)
-
-
 # ---------------------------------------------------------------------------- older ops
 def _dropout(imp: Importer, node: Any) -> None:
     """Dropout in inference is the identity, its mask all True (dropout_mask); training mode
@@ -420,8 +331,7 @@ TRANSLATORS: dict[str, Translate] = {
     "Conv": _conv, "MaxPool": _pool("max_pool2d"), "AveragePool": _pool("avg_pool2d"),
     "GlobalAveragePool": _global_avg, "BatchNormalization": _batchnorm,
     "LayerNormalization": _layernorm, "Transpose": _transpose, "Concat": _concat,
-    "Flatten": _flatten, "Squeeze": _to_shape, "Unsqueeze": _to_shape, "Clip": _clip,
-    "Softmax": _softmax("softmax"), "LogSoftmax": _softmax("log_softmax"),
-    "ReduceSum": _reduce("sum"), "ReduceMean": _reduce("mean"), "Dropout": _dropout,
+    "Flatten": _flatten, "Softmax": _softmax("softmax"), "LogSoftmax": _softmax("log_softmax"),
+    "Dropout": _dropout,
     "Gemm": _gemm, "Identity": _identity, **LOSSES_AND_ACTIVATIONS,
 }
