@@ -17,6 +17,7 @@ import numpy as np
 
 from graphexec.onnx_io.translate import TRANSLATORS as BASIC
 from graphexec.onnx_io.translate import Importer, Translate, f32
+from graphexec.onnx_io.translate_bn import batchnorm_training
 from graphexec.onnx_io.translate_loss import LOSSES_AND_ACTIVATIONS
 
 __all__ = ["TRANSLATORS"]
@@ -174,11 +175,17 @@ def _global_avg(imp: Importer, node: Any) -> None:
 
 
 def _batchnorm(imp: Importer, node: Any) -> None:
-    """BatchNormalization (inference) → batchnorm, running statistics as buffers."""
+    """BatchNormalization (inference) → batchnorm, running statistics as buffers;
+    training_mode=1 (opset 14+) composed from existing gates (translate_bn)."""
     a = imp.attrs(node)
-    if a.get("training_mode", 0) or any(o for o in node.output[1:]):
-        raise imp.refuse(node, "training_mode=1 (batch statistics and running-stat outputs); "
-                               "graphexec imports BatchNormalization for inference")
+    if a.get("training_mode", 0) and imp.opset >= 14:
+        batchnorm_training(imp, node)
+        return
+    if any(o for o in node.output[1:]):
+        raise imp.refuse(node, f"its outputs {list(node.output[1:])} (opset {imp.opset}: the "
+                               "statistics of training, before opset 14's training_mode); "
+                               "graphexec imports BatchNormalization for inference, or with "
+                               "training_mode=1 from opset 14 on")
     rank = _rank(imp, node, node.input[0])
     if rank not in (2, 4):
         raise imp.refuse(node, f"input of rank {rank}; graphexec's batchnorm takes (N, C) or "
@@ -268,23 +275,50 @@ def _softmax(op: str) -> Translate:
 # ---------------------------------------------------------------------------- reductions
 # ---------------------------------------------------------------------------- older ops
 def _dropout(imp: Importer, node: Any) -> None:
-    """Dropout in inference is the identity, its mask all True (dropout_mask); training mode
-    draws ONNX's random mask, which graphexec cannot reproduce: refused."""
-    a = imp.attrs(node)
-    training = bool(a.get("is_test", 1) == 0 and imp.opset < 7)
-    given = imp.opset >= 12 and len(node.input) > 2 and node.input[2]
-    if given and node.input[2] not in imp.consts:
-        training = True  # decided when the model runs: it may be True
-    elif given:
-        training = bool(imp.consts[node.input[2]].item())
-    if training:
-        raise imp.refuse(node, "training_mode may be True, which drops a random mask drawn by "
-                               "the ONNX runtime's generator that graphexec cannot reproduce bit "
-                               "for bit; give training_mode as the constant False (eval mode)")
-    imp.alias[node.output[0]] = imp.ref(node.input[0])
+    """Dropout → the identity wherever ONNX's output is the input: inference (opset < 7: is_test
+    nonzero; 7-11: always; 12+: training_mode absent or the constant False) or training with
+    the ratio 0; the mask (where used) is all True (dropout_mask), as ONNX's reference gives it.
+    Training with a nonzero ratio draws ONNX's random mask, which graphexec cannot reproduce."""
+    if _dropout_training(imp, node):
+        ratio = _dropout_ratio(imp, node)
+        if ratio != 0.0:
+            raise imp.refuse(node, f"training_mode is True with ratio {ratio:g}, which drops a "
+                                   "random mask drawn by the ONNX runtime's generator that "
+                                   "graphexec cannot reproduce bit for bit; give training_mode "
+                                   "as the constant False (eval mode) or the ratio 0")
     mask = node.output[1] if len(node.output) > 1 else ""
     if mask and (imp.uses[mask] or mask in imp.graph_outputs):
-        imp.emit("dropout_mask", [imp.ref(node.input[0])], mask)  # inference: all True
+        if imp.opset < 12:
+            raise imp.refuse(node, f"its mask output {mask!r} at opset {imp.opset}: before opset "
+                                   "12 ONNX leaves the inference mask undefined (its reference "
+                                   "gives all True, onnxruntime all False; before opset 10 it "
+                                   "has X's float type); graphexec computes it from opset 12 on")
+        imp.emit("dropout_mask", [imp.ref(node.input[0])], mask)  # all True
+    imp.alias[node.output[0]] = imp.ref(node.input[0])
+
+
+def _dropout_training(imp: Importer, node: Any) -> bool:
+    """Whether this Dropout runs in training mode: is_test (default 0) before opset 7, never
+    from 7 to 11, the input training_mode (default False; a constant) from opset 12 on."""
+    if imp.opset < 7:
+        return not imp.attrs(node).get("is_test", 0)
+    if imp.opset < 12:
+        return False
+    mode = imp.const_input(node, 2, "training_mode")  # a graph input: NeedsValue (bind it)
+    return mode is not None and bool(np.asarray(mode).reshape(-1)[0])
+
+
+def _dropout_ratio(imp: Importer, node: Any) -> float:
+    """The drop ratio: the attribute (default 0.5) before opset 12, then the input (a constant;
+    default 0.5)."""
+    if imp.opset < 12:
+        return float(imp.attrs(node).get("ratio", 0.5))
+    ratio = imp.const_input(node, 1, "ratio")  # a graph input: NeedsValue (bind it)
+    if ratio is None:
+        return 0.5
+    if np.size(ratio) != 1:
+        raise imp.refuse(node, f"its ratio has shape {np.shape(ratio)}; ONNX's ratio is a scalar")
+    return float(np.asarray(ratio).reshape(-1)[0])
 
 
 def _gemm(imp: Importer, node: Any) -> None:
