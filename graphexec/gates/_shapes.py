@@ -63,6 +63,13 @@ def float_dtype(spec: Spec) -> np.dtype[Any] | None:
     return None if spec.dtype is None else _float_of(spec.dtype)
 
 
+def to_float(x: np.ndarray) -> np.ndarray:
+    """x if it holds floats, else x in numpy's float for its dtype (the dtype ``float_dtype``
+    names: float16 for bool, int8 and uint8, float32 for int16 and uint16, float64 wider): what
+    a gate computing a float function of an integer input computes in, as ``np.exp`` does."""
+    return x if x.dtype.kind == "f" else x.astype(_float_of(x.dtype))
+
+
 def same_dim(a: Dim, b: Dim) -> bool:
     """True unless both sizes are known and differ."""
     return a is None or b is None or a == b

@@ -8,7 +8,7 @@ from pydantic import ConfigDict
 from graphexec.errors import GraphError
 from graphexec.gate import Attrs, Ctx, Gate, Spec, unbroadcast
 from graphexec.gates._samples import Sample, broadcasts_to, random_shape
-from graphexec.gates._shapes import elementwise, fmt, result_dtype, same_dim
+from graphexec.gates._shapes import elementwise, fmt, result_dtype, same_dim, to_float
 from graphexec.gates.arith import unary_sample
 
 
@@ -20,6 +20,7 @@ class Sigmoid(Gate):
     sample_inputs = staticmethod(unary_sample)
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
+        x = to_float(x)  # an integer x: numpy's float of it, as exp (and infer) say
         y = np.exp(-np.logaddexp(0.0, -x))  # = 1/(1+e^-x), without overflow for large |x|
         ctx.y = y
         return y
@@ -85,6 +86,7 @@ class LeakyReLU(Gate):
         alpha: float = 0.01
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
+        x = to_float(x)  # an integer x: numpy's float of it, as infer says
         ctx.mask = x > 0
         return np.where(ctx.mask, x, self.attrs.alpha * x)
 

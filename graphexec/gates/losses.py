@@ -14,7 +14,7 @@ from pydantic import ConfigDict
 from graphexec.errors import GraphError
 from graphexec.gate import Attrs, Ctx, Gate, Spec
 from graphexec.gates._samples import Sample, random_shape
-from graphexec.gates._shapes import float_dtype, fmt, same_dim
+from graphexec.gates._shapes import float_dtype, fmt, same_dim, to_float
 
 
 def check_labels(scores: np.ndarray, labels: np.ndarray) -> None:
@@ -106,6 +106,7 @@ class SVMLoss(Gate):
 
     def forward(self, ctx: Ctx, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
         check_labels(scores, labels)
+        scores = to_float(scores)  # integer scores: numpy's float of them, as infer says
         rows = np.arange(scores.shape[0])
         margins = np.maximum(0, scores - scores[rows, labels][:, None] + 1)
         margins[rows, labels] = 0  # j = yᵢ is not part of the sum
@@ -135,7 +136,7 @@ class L2(Gate):
         scale: float = 1.0
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
-        ctx.x = x
+        ctx.x = x = to_float(x)  # an integer x: numpy's float of it, as infer says
         return np.asarray((0.5 * self.attrs.scale) * (x * x).sum())
 
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:

@@ -16,7 +16,7 @@ from pydantic import Field
 from graphexec.errors import GraphError
 from graphexec.gate import Attrs, Ctx, Gate, Spec
 from graphexec.gates._samples import Sample
-from graphexec.gates._shapes import fmt, same_dim
+from graphexec.gates._shapes import float_dtype, fmt, same_dim, to_float
 
 __all__ = ["BatchNorm", "Dropout", "DropoutMask", "LayerNorm", "LayerNormStat"]
 
@@ -56,6 +56,7 @@ class BatchNorm(Gate):
     def forward(self, ctx: Ctx, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
                 mean: np.ndarray, var: np.ndarray) -> np.ndarray:
         _bn_check(x.shape, gamma.shape, beta.shape, mean.shape, var.shape)
+        x = to_float(x)  # an integer x: numpy's float of it (float16 for int8), as infer says
         axes, bshape = (0, *range(2, x.ndim)), (1, -1) + (1,) * (x.ndim - 2)
         ctx.batch = training = bool(ctx.training)
         if training:
@@ -102,7 +103,7 @@ class BatchNorm(Gate):
     def infer(self, x: Spec, *params: Spec) -> Spec:
         if x.shape is not None:
             _bn_check(x.shape, *(p.shape for p in params))
-        return Spec(x.shape, x.dtype)
+        return Spec(x.shape, float_dtype(x))
 
     @staticmethod
     def sample_inputs(rng: np.random.Generator) -> Sample:
@@ -142,6 +143,7 @@ class LayerNorm(Gate):
     def forward(self, ctx: Ctx, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarray:
         k = self.attrs.normalized_ndim
         _ln_check(x.shape, gamma.shape, beta.shape, k)
+        x = to_float(x)  # an integer x: numpy's float of it (float16 for int8), as infer says
         axes = tuple(range(x.ndim - k, x.ndim))
         mu, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
         inv = 1.0 / np.sqrt(var + x.dtype.type(self.attrs.eps))
@@ -161,7 +163,7 @@ class LayerNorm(Gate):
     def infer(self, x: Spec, gamma: Spec, beta: Spec) -> Spec:
         if x.shape is not None:
             _ln_check(x.shape, gamma.shape, beta.shape, self.attrs.normalized_ndim)
-        return Spec(x.shape, x.dtype)
+        return Spec(x.shape, float_dtype(x))
 
     @staticmethod
     def sample_inputs(rng: np.random.Generator) -> Sample:
@@ -203,6 +205,7 @@ class LayerNormStat(Gate):
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
         k = self.attrs.normalized_ndim
         _ln_check(x.shape, None, None, k)
+        x = to_float(x)  # an integer x: numpy's float of it (float16 for int8), as infer says
         axes = tuple(range(x.ndim - k, x.ndim))
         mu = x.mean(axis=axes, keepdims=True)
         ctx.shape, ctx.count = x.shape, max(1, int(np.prod(x.shape[x.ndim - k:])))
@@ -221,9 +224,9 @@ class LayerNormStat(Gate):
     def infer(self, x: Spec) -> Spec:
         k = self.attrs.normalized_ndim
         if x.shape is None:
-            return Spec(None, x.dtype)
+            return Spec(None, float_dtype(x))
         _ln_check(x.shape, None, None, k)
-        return Spec(x.shape[:len(x.shape) - k] + (1,) * k, x.dtype)
+        return Spec(x.shape[:len(x.shape) - k] + (1,) * k, float_dtype(x))
 
     @staticmethod
     def sample_inputs(rng: np.random.Generator) -> Sample:

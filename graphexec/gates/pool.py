@@ -178,8 +178,8 @@ class AvgPool2d(Gate):
 
 
 class GlobalAvgPool(Gate):
-    """y[n, c] = (1/(H·W)) Σ_{y,x} x[n, c, y, x]: (N, C, H, W) -> (N, C).
-    Local gradient 1/(H·W) for every pixel."""
+    """y[n, c] = (1/(H·W)) Σ_{y,x} x[n, c, y, x]: (N, C, H, W) -> (N, C); an integer x gives
+    float64 (numpy's mean). Local gradient 1/(H·W) for every pixel."""
 
     name, version = "global_avg_pool", 1
     fresh_grads = True  # see Gate.fresh_grads
@@ -199,7 +199,8 @@ class GlobalAvgPool(Gate):
     def infer(self, x: Spec) -> Spec:
         if x.shape is not None and len(x.shape) != 4:
             raise GraphError(f"global_avg_pool expects x (N, C, H, W); found {fmt(x.shape)}")
-        return Spec(None if x.shape is None else x.shape[:2], x.dtype)
+        mean = x.dtype if x.dtype is None or x.dtype.kind == "f" else np.dtype("float64")
+        return Spec(None if x.shape is None else x.shape[:2], mean)  # numpy's mean: float64
 
     @staticmethod
     def sample_inputs(rng: np.random.Generator) -> Sample:
