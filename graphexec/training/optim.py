@@ -34,6 +34,7 @@ from graphexec.training.rules import (
     nesterov_step,
     rmsprop_step,
     sgd_step,
+    state_dtype,
 )
 
 __all__ = [
@@ -149,14 +150,17 @@ class Optimizer:
 
     @staticmethod
     def _check_state_fits(pname: str, w: np.ndarray, state: State) -> None:
-        """Refuse loaded state whose arrays do not match the parameter's shape and dtype."""
+        """Refuse loaded state whose arrays do not match the parameter's shape and dtype (the
+        state dtype: float32 for a float16 parameter, which also takes float16 state saved
+        before, widened on use)."""
+        want = state_dtype(w.dtype)
         for key, arr in state.items():
             if key == "t":
                 continue
-            if arr.shape != w.shape or arr.dtype != w.dtype:
+            if arr.shape != w.shape or arr.dtype not in (want, w.dtype):
                 raise OptimError(
                     f"state '{key}:{pname}' is {arr.dtype} {arr.shape}, but the parameter "
-                    f"is {w.dtype} {w.shape}"
+                    f"is {w.dtype} {w.shape} (expected state {want} {w.shape})"
                 )
 
     # ---- describing and saving

@@ -2,22 +2,46 @@
 
 A rule changes ``w`` in place and keeps what it remembers between steps as ndarrays in ``state``
 (see :mod:`graphexec.training.optim`, whose classes call them).
+
+A float16 parameter keeps its state, and gets its update computed, in float32 (the step is
+rounded to float16 only when it is written into ``w``): in float16, eps = 1e-8 is 0 and
+dw² overflows for |dw| > 256, so Adam and RMSProp would divide 0 by 0 or ∞ by ∞ (NaN) — what
+mixed-precision training (PyTorch's AMP, optax's ``mu_dtype``) avoids the same way.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-__all__ = ["State", "adam_step", "momentum_step", "nesterov_step", "rmsprop_step", "sgd_step"]
+__all__ = ["State", "adam_step", "momentum_step", "nesterov_step", "rmsprop_step", "sgd_step",
+           "state_dtype"]
 
 State = dict[str, np.ndarray]
 
 
+def state_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """The dtype of the state kept for a parameter of ``dtype``: float32 for float16 (see the
+    module docstring), else the parameter's own."""
+    return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
+
+
 def _zeros_like_state(state: State, key: str, w: np.ndarray) -> np.ndarray:
-    """Return ``state[key]``, first creating it as zeros shaped and typed like ``w``."""
-    if key not in state:
-        state[key] = np.zeros_like(w)
+    """Return ``state[key]``, first creating it as zeros shaped like ``w``, of
+    ``state_dtype(w.dtype)`` (float16 state saved before is widened to float32)."""
+    arr, want = state.get(key), state_dtype(w.dtype)
+    if arr is None:
+        state[key] = np.zeros(w.shape, dtype=want)
+    elif arr.dtype != want:
+        state[key] = arr.astype(want)
     return state[key]
+
+
+def _wide(w: np.ndarray, dw: np.ndarray) -> np.ndarray:
+    """``dw`` in the state dtype of ``w`` (float32 for a float16 parameter; else ``dw``)."""
+    want = state_dtype(w.dtype)
+    return dw if dw.dtype == want else dw.astype(want)
 
 
 def sgd_step(w: np.ndarray, dw: np.ndarray, state: State, *, lr: float) -> None:
@@ -86,7 +110,7 @@ def rmsprop_step(
         decay: How much of the old cache survives each step, in [0, 1).
         eps: Small positive number that keeps the division finite.
     """
-    cache = _zeros_like_state(state, "cache", w)
+    cache, dw = _zeros_like_state(state, "cache", w), _wide(w, dw)
     cache *= decay
     cache += (1 - decay) * dw**2
     w -= lr * dw / (np.sqrt(cache) + eps)
@@ -123,7 +147,7 @@ def adam_step(
         beta2: Decay of the second moment, in [0, 1).
         eps: Small positive number that keeps the division finite.
     """
-    m = _zeros_like_state(state, "m", w)
+    m, dw = _zeros_like_state(state, "m", w), _wide(w, dw)
     v = _zeros_like_state(state, "v", w)
     if "t" not in state:
         state["t"] = np.zeros((), dtype=np.int64)
