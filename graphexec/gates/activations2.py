@@ -16,7 +16,7 @@ import numpy as np
 
 from graphexec.gate import Attrs, Ctx, Gate, Spec
 from graphexec.gates._samples import Sample
-from graphexec.gates._shapes import elementwise
+from graphexec.gates._shapes import elementwise, to_float
 from graphexec.gates.arith import unary_sample
 
 __all__ = ["Erf", "HardSigmoid", "HardSwish", "OnnxGelu", "OnnxSoftplus"]
@@ -26,8 +26,9 @@ _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 
 def erf(x: np.ndarray) -> np.ndarray:
-    """erf(x) = (2/√π) ∫₀ˣ e^(-t²) dt elementwise, in x's float dtype (float64 for an int x)."""
-    dt = x.dtype if x.dtype.kind == "f" else np.dtype("float64")
+    """erf(x) = (2/√π) ∫₀ˣ e^(-t²) dt elementwise, in x's float dtype (numpy's float for an int
+    x: see ``to_float``)."""
+    dt = to_float(x).dtype
     return np.asarray(_ERF(np.asarray(x, np.float64)), dtype=np.float64).astype(dt, copy=False)
 
 
@@ -35,10 +36,6 @@ def _normal_cdf(x: np.ndarray) -> np.ndarray:
     """Φ(x) = ½ erfc(-x/√2), in float64 then x's dtype: ½ (1 + erf) would cancel for x << 0."""
     z = np.asarray(x, np.float64) * -(1 / math.sqrt(2.0))
     return (0.5 * np.asarray(_ERFC(z), dtype=np.float64)).astype(x.dtype, copy=False)
-
-
-def _floats(x: np.ndarray) -> np.ndarray:
-    return x if x.dtype.kind == "f" else x.astype(np.float64)
 
 
 class Erf(Gate):
@@ -49,7 +46,7 @@ class Erf(Gate):
     sample_inputs = staticmethod(unary_sample)
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
-        ctx.x = _floats(x)
+        ctx.x = to_float(x)
         return erf(ctx.x)
 
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
@@ -76,7 +73,7 @@ class OnnxGelu(Gate):
         approximate: Literal["none", "tanh"] = "none"
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
-        x = ctx.x = _floats(x)
+        x = ctx.x = to_float(x)
         if self.attrs.approximate == "tanh":  # ½ (1 + tanh u) = σ(2u): no cancellation
             u2 = x.dtype.type(2 * self.C) * (x + x.dtype.type(self.K) * x ** 3)
             ctx.cdf = np.exp(-np.logaddexp(x.dtype.type(0.0), -u2))
@@ -109,7 +106,7 @@ class OnnxSoftplus(Gate):
     sample_inputs = staticmethod(unary_sample)
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
-        x = _floats(x)
+        x = to_float(x)
         ctx.s = np.exp(-np.logaddexp(x.dtype.type(0.0), -x))
         return np.asarray(np.logaddexp(x.dtype.type(0.0), x))
 
@@ -132,7 +129,7 @@ class HardSigmoid(Gate):
         beta: float = 0.5
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
-        x = _floats(x)
+        x = to_float(x)
         z = x * x.dtype.type(self.attrs.alpha) + x.dtype.type(self.attrs.beta)
         ctx.inside = (z > 0) & (z < 1)
         return np.asarray(np.clip(z, 0, 1))
@@ -158,7 +155,7 @@ class HardSwish(Gate):
     sample_inputs = staticmethod(unary_sample)
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
-        x = ctx.x = _floats(x)
+        x = ctx.x = to_float(x)
         return np.asarray(x * np.clip(x * x.dtype.type(1 / 6) + x.dtype.type(0.5), 0, 1))
 
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:

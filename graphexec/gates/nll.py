@@ -14,7 +14,7 @@ import numpy as np
 from graphexec.errors import GraphError
 from graphexec.gate import Attrs, Ctx, Gate, Spec
 from graphexec.gates._samples import Sample
-from graphexec.gates._shapes import fmt, same_dim
+from graphexec.gates._shapes import float_dtype, fmt, same_dim, to_float
 
 __all__ = ["NLLLoss"]
 
@@ -75,6 +75,7 @@ class NLLLoss(Gate):
     def forward(self, ctx: Ctx, log_probs: np.ndarray, labels: np.ndarray,
                 *weight: np.ndarray) -> np.ndarray:
         _check(log_probs.shape, labels.shape, tuple(w.shape for w in weight), labels.dtype)
+        log_probs = to_float(log_probs)  # integer scores: numpy's float for their dtype
         keep, safe = _kept_labels(labels, log_probs.shape[1], self.attrs.ignore_index)
         picked = -np.take_along_axis(log_probs, safe[:, None], axis=1)[:, 0]  # -x[n, yᵢ, d...]
         picked[~keep] = 0  # an ignored label adds 0, even where its stand-in class is -inf
@@ -114,7 +115,7 @@ class NLLLoss(Gate):
     def infer(self, log_probs: Spec, labels: Spec, *weight: Spec) -> Spec:
         _check(log_probs.shape, labels.shape, tuple(w.shape for w in weight), labels.dtype)
         shape = labels.shape if self.attrs.reduction == "none" else ()
-        return Spec(shape, log_probs.dtype)
+        return Spec(shape, float_dtype(log_probs))
 
     @staticmethod
     def sample_inputs(rng: np.random.Generator) -> Sample:
