@@ -119,6 +119,10 @@ def _pool_windows(op: str, imp: Importer, node: Any, kernel: list[int], dil: lis
     a, r = imp.attrs(node), len(kernel)
     stride = _ints(imp, node, "strides", [1] * r)
     if a.get("auto_pad", "NOTSET") in ("SAME_UPPER", "SAME_LOWER"):
+        if any(d != 1 for d in dil):
+            raise imp.refuse(node, f"auto_pad={a['auto_pad']!r} with dilations {dil}: ONNX "
+                                   "pads for the dilated kernel, onnxruntime for the undilated "
+                                   "one (other sizes); give explicit pads")
         before, after = _spatial(imp, node, kernel, dil, stride)
     else:
         pads = _ints(imp, node, "pads", [0] * 2 * r) if a.get("auto_pad") != "VALID" else []

@@ -73,6 +73,9 @@ def window_pool(imp: Importer, node: Any, op: str, win: Windows, include: bool,
     """Emit node's pooling (op "max_pool2d" or "avg_pool2d", named as the 2-D gates) and, if
     used, MaxPool's Indices, as pad + gather + reduce (module docstring)."""
     r, out = len(win.size), node.output[0]
+    if any(len(win.starts(i)) == 0 for i in range(r)):
+        raise imp.refuse(node, f"no window fits: the kernel {win.kernel} with dilations "
+                               f"{win.dil} spans more than the padded input {win.size}")
     if (tap_counts(win, include=False) == 0).any():
         raise imp.refuse(node, f"pads {win.before + win.after} leave a window with no pixel "
                                "(ONNX's value there is undefined: 0/0 or the max of nothing)")
