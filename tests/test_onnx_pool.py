@@ -193,3 +193,28 @@ def test_a_window_with_no_pixel_is_refused():
     model = _nd_model("MaxPool", (1, 1, 2), False, kernel_shape=[2], dilations=[4], pads=[1, 1])
     with pytest.raises(gx.GraphexecError, match="no window fits"):
         import_onnx(model)
+
+
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+@pytest.mark.parametrize("last", [0, 1])
+def test_argmax_and_argmin_pick_the_first_or_last_tie_as_onnxruntime(op, last):
+    node = helper.make_node(op, ["x"], ["y"], axis=-1, keepdims=0, select_last_index=last)
+    graph = helper.make_graph([node], "arg", [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    x = np.array([[1, 3, 3, 0], [2, 2, 2, 2], [-1, 5, -1, 5]], np.float32)
+    g = import_onnx(model)
+    (got,) = gx.run(g, {g.inputs[0]: x}).values()
+    want = _ort(model, x)
+    assert got.dtype == np.int64 and np.array_equal(got, want)
+
+
+def test_argmin_of_integers_is_refused():
+    node = helper.make_node("ArgMin", ["x"], ["y"])
+    graph = helper.make_graph([node], "arg", [
+        helper.make_tensor_value_info("x", TensorProto.INT32, [3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(gx.GraphexecError, match="ArgMin of a non-float input"):
+        import_onnx(model)

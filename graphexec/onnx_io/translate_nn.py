@@ -18,7 +18,7 @@ import numpy as np
 from graphexec.onnx_io.translate import TRANSLATORS as BASIC
 from graphexec.onnx_io.translate import Importer, Translate, f32
 from graphexec.onnx_io.translate_loss import LOSSES_AND_ACTIVATIONS
-from graphexec.onnx_io.translate_pool import Windows, window_pool
+from graphexec.onnx_io.translate_pool import Windows, arg_extreme, window_pool
 
 __all__ = ["TRANSLATORS"]
 
@@ -365,7 +365,8 @@ def _identity(imp: Importer, node: Any) -> None:
 TRANSLATORS: dict[str, Translate] = {
     **BASIC,
     "Conv": _conv, "MaxPool": _pool("max_pool2d"), "AveragePool": _pool("avg_pool2d"),
-    "GlobalAveragePool": _global_avg, "BatchNormalization": _batchnorm,
+    "GlobalAveragePool": _global_avg, "ArgMax": arg_extreme("ArgMax"),
+    "ArgMin": arg_extreme("ArgMin"), "BatchNormalization": _batchnorm,
     "LayerNormalization": _layernorm, "Transpose": _transpose, "Concat": _concat,
     "Flatten": _flatten, "Softmax": _softmax("softmax"), "LogSoftmax": _softmax("log_softmax"),
     "Dropout": _dropout,

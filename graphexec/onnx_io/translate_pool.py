@@ -16,6 +16,8 @@ window's first maximum, row-major over the spatial axes or, with storage_order=1
     t   = argmax of w with its K axes moved last and flattened (row-major tap number)
     idx = tap_offset[t] + base[o] + (n·C + c)·S₁⋯Sᵣ
 with the constants tap_offset[t] = Σᵢ jᵢ(t)·dᵢ·strideᵢ and base[o] = Σᵢ (oᵢ·sᵢ − beforeᵢ)·strideᵢ.
+
+ArgMax / ArgMin, which share the argmax gate, are translated here too.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 
 from graphexec.onnx_io.translate import Importer
 
-__all__ = ["Windows", "tap_counts", "window_pool"]
+__all__ = ["Windows", "arg_extreme", "tap_counts", "window_pool"]
 
 
 @dataclass(frozen=True)
@@ -131,3 +133,21 @@ def _indices(imp: Importer, node: Any, w: str, win: Windows, column_major: bool)
                    hint=f"{out}_spatial")
     image = (np.arange(n * c, dtype=np.int64) * step).reshape((n, c) + (1,) * r)
     imp.emit("add", [pos, imp.param(f"{out}_image_pos", image, made_up=True)], out)
+
+
+def arg_extreme(op: str) -> Any:
+    """ArgMax → argmax; ArgMin → argmax of −x (exact for floats: negation only flips the sign,
+    so the order, ties and NaN's place are kept; an integer x is refused, where −x can overflow)."""
+    def tr(imp: Importer, node: Any) -> None:
+        a = imp.attrs(node)
+        x = imp.ref(node.input[0])
+        if op == "ArgMin":
+            dt = imp.dtype(node.input[0])
+            if dt is None or dt.kind != "f":  # float32 and float64 only
+                raise imp.refuse(node, "ArgMin of a non-float input; graphexec computes ArgMin "
+                                       "as argmax of -x, exact for float32 and float64 only")
+            x = imp.emit("neg", [x], hint=f"{node.output[0]}_neg")
+        imp.emit("argmax", [x], node.output[0], axis=int(a.get("axis", 0)),
+                 keepdims=bool(a.get("keepdims", 1)),
+                 select_last_index=bool(a.get("select_last_index", 0)))
+    return tr
