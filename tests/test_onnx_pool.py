@@ -218,3 +218,30 @@ def test_argmin_of_integers_is_refused():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     with pytest.raises(gx.GraphexecError, match="ArgMin of a non-float input"):
         import_onnx(model)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "int32", "int64"])
+@pytest.mark.parametrize("shape, attrs", [
+    ((1, 2, 6), {"kernel_shape": [3], "pads": [1, 2], "dilations": [2]}),
+    ((1, 2, 4, 5), {"kernel_shape": [2, 2], "pads": [1, 0, 0, 1]}),  # the 2-D gate's path
+])
+def test_an_integer_max_pool_pads_with_the_dtype_minimum(dtype, shape, attrs):
+    # -inf cannot be stored in an integer: the padding is the dtype's lowest value (this crashed
+    # for int32/int64 and relied on an undefined cast for uint8)
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    node = helper.make_node("MaxPool", ["x"], ["y"], **attrs)
+    graph = helper.make_graph([node], "int_pool", [helper.make_tensor_value_info("x", elem, shape)],
+                              [helper.make_tensor_value_info("y", elem, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)])
+    info = np.iinfo(dtype)
+    lo, hi = max(info.min, -1000), min(info.max, 1000)  # float32 holds these (and the minimum)
+    x = np.random.default_rng(5).integers(lo, hi, shape, endpoint=True).astype(dtype)
+    x.flat[:3] = info.min  # the minimum itself is a real pixel's value
+    g = import_onnx(model)
+    (got,) = gx.run(g, {g.inputs[0]: x}).values()
+    as_float = import_onnx(_nd_model("MaxPool", shape, False, **attrs))
+    (want,) = gx.run(as_float, {as_float.inputs[0]: x.astype(np.float32)}).values()
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(got.astype(np.float64), want.astype(np.float64))
+    if dtype in ("uint8", "int8"):  # the integer MaxPool kernels onnxruntime has
+        np.testing.assert_array_equal(got, _ort(model, x))

@@ -18,7 +18,7 @@ import numpy as np
 from graphexec.onnx_io.translate import TRANSLATORS as BASIC
 from graphexec.onnx_io.translate import Importer, Translate, f32
 from graphexec.onnx_io.translate_loss import LOSSES_AND_ACTIVATIONS
-from graphexec.onnx_io.translate_pool import Windows, arg_extreme, window_pool
+from graphexec.onnx_io.translate_pool import Windows, arg_extreme, lowest, window_pool
 
 __all__ = ["TRANSLATORS"]
 
@@ -156,7 +156,8 @@ def _pool2d(op: str, imp: Importer, node: Any, kernel: list[int]) -> None:
         _counted_avg(imp, node, x, kernel, stride, before, after, extra, include)
         return
     if before != ends or not fits:
-        x = _pad_first(imp, node, x, before, ends, -math.inf if op == "max_pool2d" else 0.0)
+        x = _pad_first(imp, node, x, before, ends,
+                       lowest(imp, node.input[0]) if op == "max_pool2d" else 0.0)
         before = [0, 0]
     more: dict[str, Any] = {"count_include_pad": include} if op == "avg_pool2d" else {}
     imp.emit(op, [x], node.output[0], kernel=kernel, stride=stride, padding=before, **more)

@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from graphexec.onnx_io.common import numpy_dtype
 from graphexec.onnx_io.translate import Importer
 
-__all__ = ["Windows", "arg_extreme", "tap_counts", "window_pool"]
+__all__ = ["Windows", "arg_extreme", "lowest", "tap_counts", "window_pool"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def window_pool(imp: Importer, node: Any, op: str, win: Windows, include: bool,
     if any(win.before) or any(e + m for e, m in zip(win.after, win.extra)):
         pads = [[0, 0], [0, 0]] + [[b, e + m] for b, e, m in
                                    zip(win.before, win.after, win.extra)]
-        value = -math.inf if op == "max_pool2d" else 0.0
+        value = lowest(imp, node.input[0]) if op == "max_pool2d" else 0.0
         x = imp.emit("pad", [x], hint=f"{out}_pad", pads=pads, value=value)
     for i in range(r):
         idx = imp.param(f"{out}_taps{i + 1}", win.taps(i), made_up=True)
@@ -101,6 +102,14 @@ def window_pool(imp: Importer, node: Any, op: str, win: Windows, include: bool,
     scale = imp.param(f"{out}_count_scale", (1.0 / tap_counts(win, include)).astype(dt),
                       made_up=True)
     imp.emit("mul", [total, scale], out)
+
+
+def lowest(imp: Importer, name: str) -> float:
+    """The padding that never wins a max: −∞, or an integer dtype's minimum (exact as a float:
+    0 or −2^(bits−1)); −∞ itself cannot be stored in an integer."""
+    elem = imp.types.get(name, (0, None))[0]
+    dt = imp.dtype(name) or (numpy_dtype(elem, repr(name)) if elem else None)
+    return float(np.iinfo(dt).min) if dt is not None and dt.kind in "iu" else -math.inf
 
 
 def _used(imp: Importer, name: str) -> bool:
