@@ -259,6 +259,7 @@ def op_graphs(dtype):
                                  "steps": [-2, 1]}),
         "gather": ([("x", X), ("=i", np.array([[2, 0], [-1, 2]]))], {"axis": 1}),
         "cast": ([("x", X)], {"to": "float64"}),
+        "argmax": ([("x", img)], {"axis": -2, "keepdims": False, "select_last_index": True}),
 
         "layernorm_stat": ([("x", img)], {"normalized_ndim": 2}),
         "layernorm_stat_inv": ([("x", img)], {"normalized_ndim": 3, "stat": "inv_std_dev",
@@ -559,7 +560,8 @@ def test_unsupported_ops_are_all_named():
         import_onnx(model)
     assert str(e.value).startswith(
         "cannot import the ONNX model: unsupported ONNX ops: Cos (2 nodes: 'cos1', 'cos2'); "
-        "Where (1 node: 'pick'). graphexec imports: Add, AveragePool, BatchNormalization, ")
+        "Where (1 node: 'pick'). graphexec imports: Add, ArgMax, ArgMin, AveragePool, "
+        "BatchNormalization, ")
 
 
 @pytest.mark.parametrize("node, inputs, message", [

@@ -485,4 +485,4 @@ BUILTIN_CASES = {
 
 def test_graphexec_s_own_distribution_passes_check_distribution():
     report = check_distribution("graphexec", cases=BUILTIN_CASES)
-    assert report.ok and len(report.checks) == 52
+    assert report.ok and len(report.checks) == 53

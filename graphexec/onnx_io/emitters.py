@@ -367,6 +367,12 @@ def _dropout_mask(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dty
     em.node("ConstantOfShape", [em.node("Shape", ins, hint=f"{n.name}_shape")], out, value=true)
 
 
+def _argmax(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    em.node("ArgMax", ins, out, axis=int(n.attrs.get("axis", 0)),
+            keepdims=int(n.attrs.get("keepdims", True)),
+            select_last_index=int(n.attrs.get("select_last_index", False)))
+
+
 #: Built-in op -> how it is written in ONNX.
 EMITTERS: dict[str, Emit] = {
     **{op: _simple(onnx_op) for op, onnx_op in [
@@ -389,7 +395,7 @@ EMITTERS: dict[str, Emit] = {
     # issue 14 (ONNX losses, layernorm statistics, activations)
     "nll_loss": _nll, "layernorm_stat": _layernorm_stat, "erf": _simple("Erf"),
     "onnx_gelu": _gelu, "onnx_softplus": _simple("Softplus"), "hard_sigmoid": _hard(False),
-    "hard_swish": _hard(True), "dropout_mask": _dropout_mask,
+    "hard_swish": _hard(True), "dropout_mask": _dropout_mask, "argmax": _argmax,
 }
 
 

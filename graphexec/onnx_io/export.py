@@ -168,13 +168,13 @@ def _dtypes(graph: Graph) -> dict[str, np.dtype]:
 
 
 def _bool_output(n: Any, ins: list[np.dtype]) -> np.dtype | None:
-    """bool if the gate's ``infer`` says its output is bool (a mask), else None."""
+    """bool or an integer dtype if the gate's ``infer`` says so (a mask, an index), else None."""
     rule = getattr(n.gate, "infer", None)
     try:
         told = rule(*[Spec(None, d) for d in ins]).dtype if rule is not None else None
     except Exception:  # noqa: BLE001  (a rule that needs shapes: keep the float default)
         return None
-    return told if told is not None and told.kind == "b" else None
+    return told if told is not None and told.kind in "biu" else None
 
 
 def _input_dims(d: Any, overrides: Mapping[str, Sequence[int | None]] | None) -> list[Any]:

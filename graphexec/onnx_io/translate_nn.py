@@ -19,6 +19,7 @@ from graphexec.onnx_io.translate import TRANSLATORS as BASIC
 from graphexec.onnx_io.translate import Importer, Translate, f32
 from graphexec.onnx_io.translate_bn import batchnorm_training
 from graphexec.onnx_io.translate_loss import LOSSES_AND_ACTIVATIONS
+from graphexec.onnx_io.translate_pool import Windows, arg_extreme, lowest, window_pool
 
 __all__ = ["TRANSLATORS"]
 
@@ -91,46 +92,82 @@ def _conv(imp: Importer, node: Any) -> None:
 
 
 def _pool(op: str) -> Translate:
-    """MaxPool / AveragePool → max_pool2d / avg_pool2d. ceil_mode=1 adds the partial last
+    """MaxPool / AveragePool → max_pool2d / avg_pool2d for 2-D images without dilation (below);
+    1-D, 3-D, dilations and MaxPool's Indices output decompose into pad + gather + reduce
+    (``translate_pool``)."""
+    def tr(imp: Importer, node: Any) -> None:
+        r = _rank(imp, node, node.input[0]) - 2
+        kernel = _ints(imp, node, "kernel_shape", [])
+        if r < 1 or len(kernel) != r:
+            raise imp.refuse(node, f"kernel_shape {kernel} for an input of rank {r + 2}; "
+                                   "expected one kernel size per spatial axis of (N, C, ...)")
+        a = imp.attrs(node)
+        if a.get("ceil_mode", 0) and a.get("auto_pad", "NOTSET") != "NOTSET":
+            raise imp.refuse(node, f"ceil_mode=1 with auto_pad={a['auto_pad']!r}, which ONNX "
+                                   "leaves undefined (its reference refuses it too)")
+        dil = _ints(imp, node, "dilations", [1] * r)
+        indices = op == "max_pool2d" and len(node.output) > 1 and bool(node.output[1]) and bool(
+            imp.uses[node.output[1]] or node.output[1] in imp.graph_outputs)
+        if r == 2 and all(d == 1 for d in dil) and not indices:
+            _pool2d(op, imp, node, kernel)
+        else:
+            _pool_windows(op, imp, node, kernel, dil)
+    return tr
+
+
+def _pool_windows(op: str, imp: Importer, node: Any, kernel: list[int], dil: list[int]) -> None:
+    """Any rank, dilation or Indices: the windows gathered and reduced (``translate_pool``)."""
+    a, r = imp.attrs(node), len(kernel)
+    stride = _ints(imp, node, "strides", [1] * r)
+    if a.get("auto_pad", "NOTSET") in ("SAME_UPPER", "SAME_LOWER"):
+        if any(d != 1 for d in dil):
+            raise imp.refuse(node, f"auto_pad={a['auto_pad']!r} with dilations {dil}: ONNX "
+                                   "pads for the dilated kernel, onnxruntime for the undilated "
+                                   "one (other sizes); give explicit pads")
+        before, after = _spatial(imp, node, kernel, dil, stride)
+    else:
+        pads = _ints(imp, node, "pads", [0] * 2 * r) if a.get("auto_pad") != "VALID" else []
+        before, after = (pads[:r], pads[r:]) if pads else ([0] * r, [0] * r)
+    span = [(k - 1) * d + 1 for k, d in zip(kernel, dil)]
+    extra = (_ceil_extra(imp, node, span, stride, before, after) if a.get("ceil_mode", 0)
+             else [0] * r)
+    win = Windows(_known(imp, node, node.input[0])[2:], kernel, stride, dil, before, after, extra)
+    window_pool(imp, node, op, win, bool(a.get("count_include_pad", 0)),
+                column_major=bool(a.get("storage_order", 0)))
+
+
+def _pool2d(op: str, imp: Importer, node: Any, kernel: list[int]) -> None:
+    """2-D, no dilation, no Indices → max_pool2d / avg_pool2d. ceil_mode=1 adds the partial last
     windows (ONNX: ⌈(n + pads - k) / s⌉ + 1 windows, less one if the last would start in the
     end padding) as extra end padding; an average whose windows the gate cannot count (the
     extra end padding, asymmetric pads with count_include_pad=0) is a sum pool times a constant
     map of KH·KW / count (ONNX's count: the window's real pixels, or for count_include_pad=1
     its pixels inside the declared pads)."""
-    def tr(imp: Importer, node: Any) -> None:
-        _image(imp, node)
-        a = imp.attrs(node)
-        kernel = _ints(imp, node, "kernel_shape", [])
-        stride = _ints(imp, node, "strides", [1, 1])
-        if any(d != 1 for d in _ints(imp, node, "dilations", [1, 1])):
-            raise imp.refuse(node, f"dilations {a['dilations']}; graphexec's pooling has none")
-        if a.get("storage_order", 0):
-            raise imp.refuse(node, "storage_order=1 (column-major indices)")
-        ceil = bool(a.get("ceil_mode", 0))
-        if ceil and a.get("auto_pad", "NOTSET") != "NOTSET":
-            raise imp.refuse(node, f"ceil_mode=1 with auto_pad={a['auto_pad']!r}, which ONNX "
-                                   "leaves undefined (its reference refuses it too)")
-        before, after = _spatial(imp, node, kernel, [1, 1], stride)
-        extra = _ceil_extra(imp, node, kernel, stride, before, after) if ceil else [0, 0]
-        include = bool(a.get("count_include_pad", 0))
-        x = imp.ref(node.input[0])
-        ends = [b + e for b, e in zip(after, extra)]
-        fits = all(2 * b <= k for b, k in zip(before, kernel))
-        if op == "avg_pool2d" and (any(extra) and include or before != ends and not include
-                                   or not fits and not include):
-            _counted_avg(imp, node, x, kernel, stride, before, after, extra, include)
-            return
-        if before != ends or not fits:
-            x = _pad_first(imp, node, x, before, ends, -math.inf if op == "max_pool2d" else 0.0)
-            before = [0, 0]
-        more: dict[str, Any] = {"count_include_pad": include} if op == "avg_pool2d" else {}
-        imp.emit(op, [x], node.output[0], kernel=kernel, stride=stride, padding=before, **more)
-    return tr
+    a = imp.attrs(node)
+    stride = _ints(imp, node, "strides", [1, 1])
+    ceil = bool(a.get("ceil_mode", 0))
+    before, after = _spatial(imp, node, kernel, [1, 1], stride)
+    extra = _ceil_extra(imp, node, kernel, stride, before, after) if ceil else [0, 0]
+    include = bool(a.get("count_include_pad", 0))
+    x = imp.ref(node.input[0])
+    ends = [b + e for b, e in zip(after, extra)]
+    fits = all(2 * b <= k for b, k in zip(before, kernel))
+    if op == "avg_pool2d" and (any(extra) and include or before != ends and not include
+                               or not fits and not include):
+        _counted_avg(imp, node, x, kernel, stride, before, after, extra, include)
+        return
+    if before != ends or not fits:
+        x = _pad_first(imp, node, x, before, ends,
+                       lowest(imp, node.input[0]) if op == "max_pool2d" else 0.0)
+        before = [0, 0]
+    more: dict[str, Any] = {"count_include_pad": include} if op == "avg_pool2d" else {}
+    imp.emit(op, [x], node.output[0], kernel=kernel, stride=stride, padding=before, **more)
 
 
 def _ceil_extra(imp: Importer, node: Any, kernel: list[int], stride: list[int],
                 before: list[int], after: list[int]) -> list[int]:
-    """The end padding that ceil_mode=1 adds per axis, so that flooring pools its windows."""
+    """The end padding that ceil_mode=1 adds per axis, so that flooring pools its windows
+    (``kernel``: each window's span, (k - 1)·d + 1 with dilation d)."""
     extra = []
     for n, k, s, b, e in zip(_known(imp, node, node.input[0])[2:], kernel, stride, before, after):
         out = -(-(n + b + e - k) // s) + 1
@@ -363,7 +400,8 @@ def _identity(imp: Importer, node: Any) -> None:
 TRANSLATORS: dict[str, Translate] = {
     **BASIC,
     "Conv": _conv, "MaxPool": _pool("max_pool2d"), "AveragePool": _pool("avg_pool2d"),
-    "GlobalAveragePool": _global_avg, "BatchNormalization": _batchnorm,
+    "GlobalAveragePool": _global_avg, "ArgMax": arg_extreme("ArgMax"),
+    "ArgMin": arg_extreme("ArgMin"), "BatchNormalization": _batchnorm,
     "LayerNormalization": _layernorm, "Transpose": _transpose, "Concat": _concat,
     "Flatten": _flatten, "Softmax": _softmax("softmax"), "LogSoftmax": _softmax("log_softmax"),
     "Dropout": _dropout,
