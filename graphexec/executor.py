@@ -21,6 +21,8 @@ from graphexec.plan import BackwardSchedule, ForwardSchedule, plan_for
 __all__ = ["Executor", "run", "check_input"]
 
 ndarray = np.ndarray
+NoneType = type(None)
+_ABSENT = object()  # an input not given
 
 
 def check_input(decl: InputDecl, value: Any) -> np.ndarray:
@@ -102,15 +104,28 @@ class Executor:
         self._fwd: ForwardSchedule | None = None
         self._vals: list[Any] | None = None
         self._ctxs: list[Ctx | None] | None = None
+        self._wrt_cache: dict[int, tuple[BackwardSchedule, Any]] = {}  # see _wrt_lists
+        # input slot -> the shape of the last array check_input accepted there (see _feed)
+        self._fits: dict[int, tuple[int, ...] | None] = dict.fromkeys(s for s, _ in self.plan.inputs)
 
     def _feed(self, inputs: Mapping[str, Any] | None, kw: Mapping[str, Any]) -> list[Any]:
-        feed = dict(inputs or {}, **kw)
+        feed = dict(inputs or {}, **kw) if kw or not isinstance(inputs, dict) else inputs
         vals: list[Any] = [None] * self.plan.n_slots
+        fits, used = self._fits, 0
         for slot, decl in self.plan.inputs:
-            if decl.name in feed:
-                vals[slot] = check_input(decl, feed.pop(decl.name))
-        if feed:
-            raise GraphError(f"unknown input {sorted(feed)[0]!r}; the graph's inputs are "
+            value = feed.get(decl.name, _ABSENT)
+            if value is _ABSENT:
+                continue
+            used += 1
+            # An array exactly like one check_input accepted before passes unchanged again.
+            if type(value) is ndarray and value.dtype is decl.dtype and value.shape == fits[slot]:
+                vals[slot] = value
+            else:
+                vals[slot] = arr = check_input(decl, value)
+                fits[slot] = arr.shape
+        if used != len(feed):
+            unknown = sorted(set(feed) - {d.name for _, d in self.plan.inputs})
+            raise GraphError(f"unknown input {unknown[0]!r}; the graph's inputs are "
                              f"{self.graph.inputs}")
         plan = self.plan  # parameter and buffer slots are contiguous (see Plan)
         vals[plan.param_span] = map(self.graph.params.__getitem__, plan.param_names)
@@ -156,6 +171,9 @@ class Executor:
     def _interpret(self, sched: ForwardSchedule, vals: list[Any], ctxs: list[Ctx | None] | None,
                    key: tuple[int, int] | None, keep: bool) -> list[tuple[int, Ctx]]:
         """The forward loop; returns the (node, ctx) pairs that proposed buffer updates."""
+        if ctxs is not None and key is None:  # the common case: evaluation mode, for backward
+            self._interpret_kept(sched, vals, ctxs)
+            return []
         release = repeat(()) if keep else sched.release
         node_keys = self.plan.node_keys
         proposed: list[tuple[int, Ctx]] = []
@@ -184,6 +202,27 @@ class Executor:
         except Exception as e:
             _gate_failed(self.graph, k, "forward", e)
         return proposed
+
+    def _interpret_kept(self, sched: ForwardSchedule, vals: list[Any], ctxs: list[Any]) -> None:
+        """``_interpret`` in evaluation mode keeping every ctx: the same steps with nothing to
+        release and no training key, in the loop that runs on every training step."""
+        new_ctx, array = Ctx, ndarray  # local names: read once per node, not looked up globally
+        k = -1
+        try:
+            for forward, ins, out, k in sched.steps:
+                ctxs[k] = ctx = new_ctx()
+                # Calls spelled out by arity, as in _interpret.
+                n = len(ins)
+                if n == 2:
+                    a, b = ins
+                    y = forward(ctx, vals[a], vals[b])
+                elif n == 1:
+                    y = forward(ctx, vals[ins[0]])
+                else:
+                    y = forward(ctx, *[vals[s] for s in ins])
+                vals[out] = y if type(y) is array else np.asarray(y)
+        except Exception as e:
+            _gate_failed(self.graph, k, "forward", e)
 
     def _apply_updates(self, proposed: list[tuple[int, Ctx]]) -> None:
         """Check every buffer update the gates proposed, then apply them all (or none).
@@ -222,15 +261,30 @@ class Executor:
         seeded = self._seed(fwd, vals, grads, seeds)
         sched = self.plan.backward(fwd, seeded, self.plan.grad_leaves if wrt is None else wrt)
         self._backward_loop(sched, vals, ctxs, grads)
-        out = {}
-        for (name, s), check in zip(sched.wrt, sched.foreign):
-            g = grads[s]
-            if g is None:  # nothing flows to it (an unused input or parameter)
-                g = np.zeros_like(vals[s])
-            elif check and not g.flags.writeable:  # a broadcast view, say: an array of its own
-                g = np.array(g)
-            out[name] = g
-        return out
+        return self._hand_out(sched, vals, grads)
+
+    def _hand_out(self, sched: BackwardSchedule, vals: list[Any],
+                  grads: list[Any]) -> dict[str, np.ndarray]:
+        """The ``wrt`` gradients by name: zeros where nothing flowed, and an array of its own
+        for each ``foreign`` one that is read-only (a broadcast view, say)."""
+        names, slots, foreign = self._wrt_lists(sched)
+        got = list(map(grads.__getitem__, slots))
+        if NoneType in map(type, got):  # nothing flows to some (an unused input or parameter)
+            got = [np.zeros_like(vals[s]) if g is None else g for g, s in zip(got, slots)]
+        for j in foreign:
+            if not got[j].flags.writeable:
+                got[j] = np.array(got[j])
+        return dict(zip(names, got))
+
+    def _wrt_lists(self, sched: BackwardSchedule) -> tuple[tuple[str, ...], tuple[int, ...],
+                                                             tuple[int, ...]]:
+        """``sched.wrt`` as (names, slots, positions of the foreign ones), made once per schedule."""
+        hit = self._wrt_cache.get(id(sched))
+        if hit is None or hit[0] is not sched:
+            names, slots = zip(*sched.wrt) if sched.wrt else ((), ())
+            foreign = tuple(j for j, check in enumerate(sched.foreign) if check)
+            hit = self._wrt_cache[id(sched)] = (sched, (names, slots, foreign))
+        return hit[1]
 
     def _backward_loop(self, sched: BackwardSchedule, vals: list[Any], ctxs: list[Any],
                        grads: list[Any]) -> None:
@@ -242,6 +296,7 @@ class Executor:
         Any other gate's array is never written: the gate may still hold it.
         """
         owned = [False] * len(grads)
+        array = ndarray  # a local name: read twice per gradient
         k = -1
         try:
             for backward, n_in, needs, targets, out, k, fresh in sched.steps:
@@ -258,7 +313,7 @@ class Executor:
                 for i, s in targets:
                     d = dins[i]
                     v = vals[s]
-                    if type(d) is not ndarray or d.shape != v.shape or d.dtype is not v.dtype:
+                    if type(d) is not array or d.shape != v.shape or d.dtype is not v.dtype:
                         d = _checked(self.graph.nodes[k], i, d, v)
                     cur = grads[s]
                     if cur is None:

@@ -169,9 +169,10 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if grad.shape == shape:
         return grad
     lead = grad.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1
-    )
+    ones = tuple(lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
+    if lead > 0 and not ones and shape:  # only new leading axes (a bias, say): the same sum
+        return grad.sum(axis=tuple(range(lead)))  # as with keepdims, minus the reshape
+    axes = tuple(range(lead)) + ones
     out = grad.sum(axis=axes, keepdims=True) if axes else grad
     return out.reshape(shape)
 

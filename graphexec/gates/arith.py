@@ -76,8 +76,11 @@ class Mul(Gate):
 
     def backward(self, ctx: Ctx, dz: np.ndarray) -> tuple[np.ndarray | None, ...]:
         x, y = ctx.x, ctx.y
-        dx = unbroadcast(y * dz, x.shape) if ctx.needs_grad[0] else None
-        dy = unbroadcast(x * dz, y.shape) if ctx.needs_grad[1] else None
+        need_x, need_y = ctx.needs_grad
+        if x.shape == y.shape:  # nothing was broadcast: dz is shaped like both inputs
+            return (y * dz if need_x else None), (x * dz if need_y else None)
+        dx = unbroadcast(y * dz, x.shape) if need_x else None
+        dy = unbroadcast(x * dz, y.shape) if need_y else None
         return dx, dy
 
     def infer(self, x: Spec, y: Spec) -> Spec:

@@ -26,10 +26,10 @@ def matmul_grads(x: np.ndarray, w: np.ndarray, dz: np.ndarray,
         dz = dz[..., None, :]  # dz is now (..., N, M)
     dx = dw = None
     if needs[0]:
-        dx = unbroadcast(dz @ np.swapaxes(w2, -1, -2), x2.shape).reshape(x.shape)
+        dx = unbroadcast(dz @ w2.swapaxes(-1, -2), x2.shape).reshape(x.shape)
         dx = dx.astype(x.dtype, copy=False)
     if needs[1]:
-        dw = unbroadcast(np.swapaxes(x2, -1, -2) @ dz, w2.shape).reshape(w.shape)
+        dw = unbroadcast(x2.swapaxes(-1, -2) @ dz, w2.shape).reshape(w.shape)
         dw = dw.astype(w.dtype, copy=False)
     return dx, dw
 
