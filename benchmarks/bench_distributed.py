@@ -1,17 +1,18 @@
 """A 6-configuration sweep on 2 Dask worker processes vs the same sweep run serially.
 
-Goal: >= 1.7x faster than serial on a 2-core machine. Each round times, one after the other
-(the order alternates): the serial sweep (``run_point`` in this process, numpy's usual BLAS
-threads, and again limited to one BLAS thread with threadpoolctl), the sweep on a local cluster of 2 workers started by ``graphexec.distributed`` (one
-BLAS thread each, no ``MALLOC_TRIM_THRESHOLD_``) and, with ``--dask-default``, on a cluster with
-Dask's default worker environment (``MALLOC_TRIM_THRESHOLD_=65536``). The clusters are started
-once, before the rounds (their start-up time is reported apart). Every round checks that each
-trained file is byte-identical to the serial one.
+Goal: >= 1.7x faster than serial on a 2-core machine. Each round times, one after the other (the
+order alternates): the serial sweep (``run_point`` in this process, numpy's usual BLAS threads, and
+again limited to one BLAS thread with threadpoolctl), the sweep on a local cluster of 2 workers
+started by ``graphexec.distributed`` (one BLAS thread each, no ``MALLOC_TRIM_THRESHOLD_``) and, with
+``--dask-default``, on a cluster with Dask's default worker environment
+(``MALLOC_TRIM_THRESHOLD_=65536``). The clusters are started once, before the rounds (their start-up
+time is reported apart). Every round checks that each trained file is byte-identical to the serial
+one.
 
 On a machine shared with other jobs the wall-clock ratios mostly measure the neighbours, so the
-benchmark also reports what load does not change: each contender's CPU seconds and minor page
-faults (``getrusage`` of the thread running the serial sweep, or of the worker processes), and the speed-up the same
-CPU work would give on idle cores: the 1-thread serial CPU time over the busiest worker's.
+benchmark also reports what load does not change: each contender's CPU seconds and minor page faults
+(``getrusage`` of the thread running the serial sweep, or of the worker processes), and the speed-up
+the same CPU work would give on idle cores: the 1-thread serial CPU time over the busiest worker's.
 
 Usage: python benchmarks/bench_distributed.py [--rounds 3] [--epochs 3] [--dask-default]
 """

@@ -23,10 +23,10 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
-from test_view import ADD_MUL, deep_graph
+from test_view import ADD_MUL, deep_graph  # noqa: E402
 
-import graphexec as gx
-from graphexec.viewer import view
+import graphexec as gx  # noqa: E402
+from graphexec.viewer import view  # noqa: E402
 
 STEP_JS = """
 const n = arguments[0], t0 = performance.now();

@@ -220,8 +220,9 @@ def header_swap_values(rng: random.Random, data: bytes) -> bytes:
         return data
 
 
-MUTATORS: tuple[Mutator, ...] = (header_edit, header_edit, header_swap_values, bit_flips, interesting_byte, interesting_int, overwrite_u64,
-                                 huge_prefix, delete_span, duplicate_span, truncate, append_bytes)
+MUTATORS: tuple[Mutator, ...] = (header_edit, header_edit, header_swap_values, bit_flips,
+                                 interesting_byte, interesting_int, overwrite_u64, huge_prefix, delete_span,
+                                 duplicate_span, truncate, append_bytes)
 
 
 def mutate(rng: random.Random, data: bytes, seeds: Sequence[bytes] = ()) -> tuple[bytes, str]:

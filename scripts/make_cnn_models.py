@@ -31,9 +31,9 @@ import numpy as np  # noqa: E402
 
 import graphexec as gx  # noqa: E402
 from graphexec.checkpoint import TrainSpec  # noqa: E402
-from graphexec.nn import convnet  # noqa: E402
 from graphexec.graph import Graph  # noqa: E402
 from graphexec.header import Training  # noqa: E402
+from graphexec.nn import convnet  # noqa: E402
 from graphexec.optim import Adam  # noqa: E402
 
 #: The digits CNN: conv 32 3×3 - batchnorm - relu - 2×2 max pool - 128 relu - dropout - 10.
