@@ -13,8 +13,8 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from itertools import chain, compress, repeat
-from operator import attrgetter, ge, is_, itemgetter, lt, not_
+from itertools import compress, repeat
+from operator import attrgetter, is_, itemgetter, lt, not_
 from typing import Any, NamedTuple, overload
 
 from graphexec.errors import GraphError
@@ -134,27 +134,26 @@ class Plan:
         missing = outputs - {n for n, _ in outs}
         if missing:
             self.output_slot(sorted(missing)[0])
-        ks = self._needed(s for _, s in outs)
+        needed = self._needed({s for _, s in outs})
         node_inputs, base = self.node_inputs, self.node_base
+        ks = list(compress(range(len(node_inputs)), map(needed.__contains__, self.node_out)))
         ins = list(map(node_inputs.__getitem__, ks))
         forwards = map(attrgetter("gate.forward"), map(self.graph.nodes.__getitem__, ks))
         out_slots = [base + k for k in ks]
         steps = tuple(map(tuple.__new__, repeat(Step), zip(forwards, ins, out_slots, ks)))
         keep = {s for _, s in outs}
-        read = set(chain.from_iterable(ins)) | keep
-        leaves = tuple((d.name, s) for s, d in self.inputs if s in read)
+        leaves = tuple((d.name, s) for s, d in self.inputs if s in needed)
         return ForwardSchedule(outs, leaves, steps, _release(ins, base, keep),
                                frozenset(out_slots), outputs)
 
-    def _needed(self, wanted: Iterable[int]) -> list[int]:
-        """The indices, in order, of the nodes whose values the slots ``wanted`` depend on."""
-        needed = set(wanted)
+    def _needed(self, needed: set[int]) -> set[int]:
+        """``needed`` (slots) grown by every slot they depend on."""
         base, node_inputs = self.node_base, self.node_inputs
         update = needed.update
         for s in range(self.n_slots - 1, base - 1, -1):  # reverse topological sweep
             if s in needed:
                 update(node_inputs[s - base])
-        return sorted(s - base for s in needed if s >= base)
+        return needed
 
     def backward(self, fwd: ForwardSchedule, seeds: Iterable[str], wrt: Iterable[str]) -> BackwardSchedule:
         wrt_key = self._all_leaves if wrt is self.grad_leaves else frozenset(wrt)
@@ -249,13 +248,11 @@ class NodeKeys(Sequence[int]):
 
 def _release(ins: list[tuple[int, ...]], base: int, keep: set[int]) -> tuple[tuple[int, ...], ...]:
     """Per step, the node-output slots whose last reader it is (outputs are kept)."""
-    readers = chain.from_iterable(map(repeat, range(len(ins)), map(len, ins)))
-    last = dict(zip(chain.from_iterable(ins), readers))  # slot -> step; the last reader wins
-    for s in keep:
-        last.pop(s, None)
+    last = {s: i for i, step_ins in enumerate(ins) for s in step_ins}  # the last reader wins
     release: list[tuple[int, ...]] = [()] * len(ins)
-    for s, i in compress(last.items(), map(ge, last, repeat(base))):
-        release[i] += (s,)
+    for s, i in last.items():
+        if s >= base and s not in keep:
+            release[i] += (s,)
     return tuple(release)
 
 
