@@ -370,6 +370,5 @@ def _make_graph(name: str, inputs: Sequence[InputDecl], params: dict[str, np.nda
     reg.require((op, version, *prov.get(op, ("", ""))) for op, version in wanted)  # all at once
     nodes = _bind_all(ordered, reg, prov)
     g = Graph(name, inputs, params, nodes, outputs, metadata, training, buffers, frozen)
-    g.specs = infer_specs(inputs, {**params, **buffers}, nodes,
-                          sources.flat if sources is not None and in_order else None)
+    g.specs = infer_specs(inputs, {**params, **buffers}, nodes)
     return g

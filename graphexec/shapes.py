@@ -9,7 +9,6 @@ is an error at build and load time that names the node, the op and the shapes.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from itertools import islice, repeat
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,7 +28,7 @@ def has_rule(node: Node) -> bool:
 
 
 def infer_specs(inputs: Sequence[InputDecl], tensors: Mapping[str, np.ndarray],
-                nodes: Sequence[Node], sources: Sequence[int] | None = None) -> dict[str, Spec]:
+                nodes: Sequence[Node]) -> dict[str, Spec]:
     """The spec of every value: declared inputs, tensors (parameters, buffers) as they are,
     then each node's output from its gate's rule (``Spec()`` where a gate has none).
 
@@ -39,10 +38,6 @@ def infer_specs(inputs: Sequence[InputDecl], tensors: Mapping[str, np.ndarray],
     ``graphexec.graph``), and equal results are made one object, so a 100,000-node graph of a
     few ops over a few shapes makes a few dozen rule calls.
 
-    ``sources``, if given, is every node input as a position among the inputs, tensors and
-    nodes in this order (``graph.Sources``): the specs are then looked up in a list, not by
-    name.
-
     Raises:
         GraphError: "node 'fc2' (affine): x has 100 features but W expects 50 ...", when a
             rule finds that the shapes cannot fit.
@@ -50,40 +45,22 @@ def infer_specs(inputs: Sequence[InputDecl], tensors: Mapping[str, np.ndarray],
     specs = {d.name: Spec(d.shape, d.dtype) for d in inputs}
     specs.update({k: Spec(v.shape, v.dtype) for k, v in tensors.items()})
     unknown = Spec()
-    rules = _Rules(unknown)
-    if sources is None:
-        get = specs.get
-        for node in nodes:
-            args = list(map(get, node.inputs, repeat(unknown, len(node.inputs))))
-            specs[node.name] = rules.spec(node, args)
-        return specs
-    known = list(specs.values())  # by position: inputs, tensors, then each node as made
-    take, positions = known.__getitem__, iter(sources)
+    known: dict[tuple[object, ...], Spec] = {}
+    same: dict[Spec, Spec] = {}  # each distinct result once, so that identities repeat
     for node in nodes:
-        known.append(rules.spec(node, list(map(take, islice(positions, len(node.inputs))))))
-    return dict(zip([*specs, *(n.name for n in nodes)], known))
-
-
-class _Rules:
-    """Shape rules called once per distinct (gate class, attribute model, input specs)."""
-
-    def __init__(self, unknown: Spec):
-        self.unknown = unknown
-        self.known: dict[tuple[object, ...], Spec] = {}
-        self.same: dict[Spec, Spec] = {}  # each distinct result once, so that identities repeat
-
-    def spec(self, node: Node, args: list[Spec]) -> Spec:
-        gate = node.gate
-        rule = getattr(gate, "infer", None)
+        rule = getattr(node.gate, "infer", None)
         if rule is None:
-            return self.unknown
-        # Identities are safe keys here: every object named is alive until infer_specs returns.
-        key = (type(gate), id(gate.attrs), *map(id, args))
-        spec = self.known.get(key)
+            specs[node.name] = unknown
+            continue
+        args = [specs.get(s, unknown) for s in node.inputs]
+        # Identities are safe keys here: every object named is alive until we return.
+        key = (type(node.gate), id(node.gate.attrs), *map(id, args))
+        spec = known.get(key)
         if spec is None:
             spec = _apply(node, rule, args)
-            spec = self.known[key] = self.same.setdefault(spec, spec)
-        return spec
+            spec = known[key] = same.setdefault(spec, spec)
+        specs[node.name] = spec
+    return specs
 
 
 def _apply(node: Node, rule: Callable[..., object], args: list[Spec]) -> Spec:

@@ -10,7 +10,6 @@ import pytest
 import graphexec as gx
 from graphexec import graph as graph_mod
 from graphexec.plan import Plan, stable_hash
-from graphexec.shapes import infer_specs
 
 # ----------------------------------------------------------------- the plain algorithm
 
@@ -187,15 +186,3 @@ def test_position_order_check_agrees_with_the_name_check(seed):
     loop = [graph_mod.NodeDef("a", "neg", ("a",))]  # a node reading itself is out of order
     sources = graph_mod._check_names([], {}, loop, {}, {}, [])
     assert sources is not None and not sources.in_order(loop)
-
-
-def test_specs_by_position_equal_specs_by_name():
-    g = gx.nn.mlp([4, 8, 3], activation="relu", loss="softmax", reg=1e-3, seed=0)
-    tensors = {**g.params, **g.buffers}
-    names = [*g.inputs, *tensors, *(n.name for n in g.nodes)]
-    index = {k: i for i, k in enumerate(names)}
-    flat = [index[s] for n in g.nodes for s in n.inputs]
-    by_position = infer_specs(g.input_decls, tensors, g.nodes, flat)
-    by_name = infer_specs(g.input_decls, tensors, g.nodes)
-    assert list(by_position.items()) == list(by_name.items())
-    assert by_name[g.output_map["scores"]].shape == (None, 3)
