@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from itertools import chain, repeat
+from operator import attrgetter, ge
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 import pydantic
@@ -24,7 +26,7 @@ from graphexec.shapes import infer_specs
 if TYPE_CHECKING:
     from graphexec.header import Training
 
-__all__ = ["Graph", "InputDecl", "Node", "NodeDef", "make_graph", "validate_attrs"]
+__all__ = ["Graph", "InputDecl", "Node", "NodeDef", "NodeLike", "make_graph", "validate_attrs"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,23 @@ class NodeDef:
     version: int | None = None  # None: the installed gate's version
 
 
-@dataclass(frozen=True)
+class NodeLike(Protocol):
+    """What the graph stage reads of a node definition: a :class:`NodeDef`, or a file's
+    validated ``NodeSpec`` as it is (a load makes no second object per node)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def op(self) -> str: ...
+    @property
+    def inputs(self) -> Sequence[str]: ...
+    @property
+    def attrs(self) -> Mapping[str, Any]: ...
+    @property
+    def version(self) -> int | None: ...
+
+
+@dataclass(frozen=True, init=False)
 class Node:
     """A node with its gate bound: ``gate`` holds the validated attributes."""
 
@@ -58,6 +76,14 @@ class Node:
     attrs: Mapping[str, Any]
     gate: Gate
     info: GateInfo
+
+    def __init__(self, name: str, op: str, version: int, inputs: tuple[str, ...],
+                 attrs: Mapping[str, Any], gate: Gate, info: GateInfo) -> None:
+        # The fields go into the instance dict directly: a frozen dataclass's own __init__
+        # calls object.__setattr__ per field, half the cost of binding a node at 100k nodes.
+        d = self.__dict__
+        d["name"], d["op"], d["version"], d["inputs"] = name, op, version, inputs
+        d["attrs"], d["gate"], d["info"] = attrs, gate, info
 
 
 class Graph:
@@ -113,9 +139,42 @@ class Graph:
 
 
 # ---------------------------------------------------------------------------- checks
+class Sources(NamedTuple):
+    """Every node input as the position of the value it names, in one flat list: graph
+    inputs, parameters, buffers, then the nodes as given are numbered 0, 1, ...; the nodes'
+    positions start at ``base``."""
+
+    flat: list[int]
+    base: int
+
+    def in_order(self, defs: Sequence[NodeLike]) -> bool:
+        """Whether every node reads only values defined before it (see ``_already_ordered``):
+        each input's position is below its reader's, compared in C loops (``map``)."""
+        lengths = map(len, map(attrgetter("inputs"), defs))
+        readers = chain.from_iterable(map(repeat, range(self.base, self.base + len(defs)), lengths))
+        return not any(map(ge, self.flat, readers))
+
+
 def _check_names(inputs: Sequence[InputDecl], params: Mapping[str, np.ndarray],
-                 defs: Sequence[NodeDef], outputs: Mapping[str, str],
-                 buffers: Mapping[str, np.ndarray], frozen: Iterable[str]) -> None:
+                 defs: Sequence[NodeLike], outputs: Mapping[str, str],
+                 buffers: Mapping[str, np.ndarray], frozen: Iterable[str]) -> Sources | None:
+    """Unique names, no dangling edge, outputs that exist, only parameters frozen; returns
+    the node inputs' positions. One pass of lookups proves a good graph good; any doubt runs
+    the checks one by one, which name the first problem."""
+    frozen = list(frozen)
+    names = [*(d.name for d in inputs), *params, *buffers, *map(attrgetter("name"), defs)]
+    index = dict(zip(names, range(len(names))))
+    flat = list(map(index.get, chain.from_iterable(map(attrgetter("inputs"), defs)), repeat(-1)))
+    if (len(index) == len(names) and -1 not in flat
+            and all(map(index.__contains__, outputs.values())) and set(params).issuperset(frozen)):
+        return Sources(flat, len(names) - len(defs))
+    _find_name_problem(inputs, params, defs, outputs, buffers, frozen)
+    return None
+
+
+def _find_name_problem(inputs: Sequence[InputDecl], params: Mapping[str, np.ndarray],
+                       defs: Sequence[NodeLike], outputs: Mapping[str, str],
+                       buffers: Mapping[str, np.ndarray], frozen: Iterable[str]) -> None:
     seen: dict[str, str] = {}
     for kind, names in (("input", [d.name for d in inputs]), ("param", params),
                         ("buffer", buffers), ("node", [d.name for d in defs])):
@@ -138,7 +197,7 @@ def _check_names(inputs: Sequence[InputDecl], params: Mapping[str, np.ndarray],
                              f"({what}); the parameters are {list(params)[:8]}")
 
 
-def _order(defs: Sequence[NodeDef]) -> list[NodeDef]:
+def _order(defs: Sequence[NodeLike]) -> list[NodeLike]:
     """Topological order; ties keep the given order, so the result is deterministic."""
     if _already_ordered(defs):
         return list(defs)
@@ -156,7 +215,7 @@ def _order(defs: Sequence[NodeDef]) -> list[NodeDef]:
     return [defs[index[n]] for n in order]
 
 
-def _cycle_message(defs: Sequence[NodeDef], index: Mapping[str, int], show: int = 8) -> str:
+def _cycle_message(defs: Sequence[NodeLike], index: Mapping[str, int], show: int = 8) -> str:
     """One cycle, found by walking node inputs; at most ``show`` names are listed.
 
     Place every node whose inputs are all placed (Kahn's algorithm): each node left over lies
@@ -192,45 +251,52 @@ def _cycle_message(defs: Sequence[NodeDef], index: Mapping[str, int], show: int 
     return f"the graph has a cycle: {' -> '.join(shown)}{more}"
 
 
-def _already_ordered(defs: Sequence[NodeDef]) -> bool:
+def _already_ordered(defs: Sequence[NodeLike]) -> bool:
     """True if every node reads only values defined before it (what the builder and saved
     files produce). Then the given order is exactly what lexicographical_topological_sort
     with ties broken by position returns: the smallest unplaced index is always ready."""
-    later = {d.name for d in defs}  # the nodes not yet passed; other names are no nodes
+    later = set(map(attrgetter("name"), defs))  # the nodes not yet passed; other names are no nodes
+    discard, disjoint = later.discard, later.isdisjoint
     for d in defs:
-        for src in d.inputs:
-            if src in later:
-                return False
-        later.discard(d.name)
+        if not disjoint(d.inputs):
+            return False
+        discard(d.name)
     return True
 
 
-def _bind_all(defs: Sequence[NodeDef], reg: Registry,
+def _bind_all(defs: Sequence[NodeLike], reg: Registry,
               provenance: Mapping[str, tuple[str, str]]) -> list[Node]:
     """Each node with its gate bound, in order. An op's gate is resolved once, and the nodes
     of a gate class that carry no attributes share one validated model (models are frozen),
     so such a node costs its arity check and two small objects, not a pydantic call."""
     infos: dict[tuple[str, int | None], GateInfo] = {}
     defaults: dict[type[Gate], Any] = {}
-    nodes = []
+    nodes: list[Node] = []
+    append = nodes.append
     for d in defs:
-        info = infos.get((d.op, d.version))
+        op, version, inputs, given = d.op, d.version, d.inputs, d.attrs
+        info = infos.get((op, version))
         if info is None:
-            dist, dist_version = provenance.get(d.op, ("", ""))
-            info = reg.resolve(d.op, d.version if d.version is not None else 1, dist, dist_version)
-            infos[(d.op, d.version)] = info
-        if info.n_inputs >= 0 and info.n_inputs != len(d.inputs):
-            raise GraphError(f"node {d.name!r}: op {d.op!r} takes {info.n_inputs} inputs, "
-                             f"got {len(d.inputs)}: {list(d.inputs)}")
-        if d.attrs:
-            attrs = validate_attrs(d.name, d.op, info.cls, d.attrs)
+            info = infos[(op, version)] = _resolve(reg, provenance, op, version)
+        cls = info.cls
+        if info.n_inputs != len(inputs) and info.n_inputs >= 0:
+            raise GraphError(f"node {d.name!r}: op {op!r} takes {info.n_inputs} inputs, "
+                             f"got {len(inputs)}: {list(inputs)}")
+        if given:
+            attrs = validate_attrs(d.name, op, cls, given)
         else:
-            attrs = defaults.get(info.cls)
+            attrs = defaults.get(cls)
             if attrs is None:
-                attrs = defaults[info.cls] = validate_attrs(d.name, d.op, info.cls, {})
-        nodes.append(Node(d.name, d.op, d.version if d.version is not None else info.version,
-                          tuple(d.inputs), dict(d.attrs), info.cls(attrs), info))
+                attrs = defaults[cls] = validate_attrs(d.name, op, cls, {})
+        append(Node(d.name, op, info.version if version is None else version,
+                    tuple(inputs), dict(given), cls(attrs), info))
     return nodes
+
+
+def _resolve(reg: Registry, provenance: Mapping[str, tuple[str, str]], op: str,
+             version: int | None) -> GateInfo:
+    dist, dist_version = provenance.get(op, ("", ""))
+    return reg.resolve(op, version if version is not None else 1, dist, dist_version)
 
 
 def validate_attrs(node: str, op: str, cls: type[Gate], attrs: Mapping[str, Any]) -> Any:
@@ -276,7 +342,7 @@ def _same_kind(given: Any, validated: Any) -> bool:
 
 
 def make_graph(name: str, inputs: Sequence[InputDecl], params: dict[str, np.ndarray],
-               defs: Sequence[NodeDef], outputs: Mapping[str, str], *,
+               defs: Sequence[NodeLike], outputs: Mapping[str, str], *,
                metadata: Mapping[str, str] | None = None, training: Training | None = None,
                provenance: Mapping[str, tuple[str, str]] | None = None,
                reg: Registry | None = None, buffers: dict[str, np.ndarray] | None = None,
@@ -289,16 +355,18 @@ def make_graph(name: str, inputs: Sequence[InputDecl], params: dict[str, np.ndar
 
 
 def _make_graph(name: str, inputs: Sequence[InputDecl], params: dict[str, np.ndarray],
-                defs: Sequence[NodeDef], outputs: Mapping[str, str], *,
+                defs: Sequence[NodeLike], outputs: Mapping[str, str], *,
                 metadata: Mapping[str, str] | None, training: Training | None,
                 provenance: Mapping[str, tuple[str, str]] | None, reg: Registry | None,
                 buffers: dict[str, np.ndarray] | None, frozen: Iterable[str]) -> Graph:
     buffers = buffers if buffers is not None else {}
     frozen = list(frozen)
-    _check_names(inputs, params, defs, outputs, buffers, frozen)
+    sources = _check_names(inputs, params, defs, outputs, buffers, frozen)
     reg = reg or registry()
-    prov, ordered = provenance or {}, _order(defs)
-    wanted = dict.fromkeys((d.op, d.version or 1) for d in ordered)  # each pair once, in order
+    in_order = sources is not None and sources.in_order(defs)
+    prov, ordered = provenance or {}, list(defs) if in_order else _order(defs)
+    pairs = dict.fromkeys(zip(map(attrgetter("op"), ordered), map(attrgetter("version"), ordered)))
+    wanted = dict.fromkeys((op, version or 1) for op, version in pairs)  # each once, in order
     reg.require((op, version, *prov.get(op, ("", ""))) for op, version in wanted)  # all at once
     nodes = _bind_all(ordered, reg, prov)
     g = Graph(name, inputs, params, nodes, outputs, metadata, training, buffers, frozen)

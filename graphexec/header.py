@@ -30,7 +30,7 @@ from graphexec.fileformat.schema import (
     TrainingSectionV2,
 )
 from graphexec.gcpause import collector_paused
-from graphexec.graph import Graph, InputDecl, NodeDef, make_graph
+from graphexec.graph import Graph, InputDecl, make_graph
 from graphexec.registry import Registry
 
 __all__ = ["Training", "from_header", "to_header"]
@@ -76,11 +76,11 @@ def _from_header(header: Header, arrays: Sequence[np.ndarray], reg: Registry | N
                             {e.name: a for e, a in zip(t.tensors, arrays[n:])})
     inputs = [InputDecl(s.name, np.dtype(s.dtype),
                         None if s.shape is None else tuple(s.shape)) for s in header.inputs]
-    defs = [NodeDef(s.name, s.op, tuple(s.inputs), s.attrs, s.version) for s in header.nodes]
     _unique("output", [o.name for o in header.outputs])
     _unique("ops entry for op", [o.op for o in header.ops])
     provenance = {o.op: (o.dist, o.dist_version) for o in header.ops}
-    return make_graph(header.name, inputs, params, defs, {o.name: o.value for o in header.outputs},
+    # The validated NodeSpecs are the node definitions (see graph.NodeLike): no copy per node.
+    return make_graph(header.name, inputs, params, header.nodes, {o.name: o.value for o in header.outputs},
                       metadata=header.metadata, training=training, provenance=provenance, reg=reg,
                       buffers=buffers, frozen=frozen)
 

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from itertools import compress
-from typing import Any, NamedTuple
+from itertools import compress, repeat
+from operator import attrgetter, is_, itemgetter, lt, not_
+from typing import Any, NamedTuple, overload
 
 from graphexec.errors import GraphError
 from graphexec.gcpause import collector_paused
 from graphexec.graph import Graph, InputDecl
 
-__all__ = ["Plan", "ForwardSchedule", "BackwardSchedule", "BackStep", "Step", "plan_for"]
+__all__ = ["Plan", "ForwardSchedule", "BackwardSchedule", "BackStep", "NodeKeys", "Step", "plan_for"]
 
 
 class Step(NamedTuple):
@@ -71,13 +72,19 @@ class BackwardSchedule:
 
 
 class Plan:
-    """Slot numbering plus cached schedules for one graph."""
+    """Slot numbering plus cached schedules for one graph.
+
+    Slots are numbered inputs, parameters, buffers, then nodes in order, so node ``k``'s
+    output is slot ``node_base + k`` and a slot is a node's output iff it is ``>= node_base``:
+    the compile needs no slot → node map.
+    """
 
     @collector_paused()  # a big graph's plan allocates a few objects per node: see gcpause
     def __init__(self, graph: Graph):
         self.graph = graph
-        names = graph.inputs + list(graph.params) + list(graph.buffers) + [n.name for n in graph.nodes]
-        self.slot = {name: i for i, name in enumerate(names)}
+        nodes = graph.nodes
+        names = [*graph.inputs, *graph.params, *graph.buffers, *map(attrgetter("name"), nodes)]
+        self.slot = dict(zip(names, range(len(names))))
         self.n_slots = len(names)
         self.inputs: tuple[tuple[int, InputDecl], ...] = tuple(
             (self.slot[d.name], d) for d in graph.input_decls)
@@ -89,12 +96,13 @@ class Plan:
         self.param_names = tuple(graph.params)
         self.buffer_span = slice(n_in + n_p, n_in + n_p + n_b)
         self.buffer_names = tuple(graph.buffers)
+        self.node_base = n_in + n_p + n_b
         #: Per node, the stable part of its random-number key (see ``ctx_rng_key``).
-        self.node_keys = tuple(stable_hash(n.name) for n in graph.nodes)
+        self.node_keys: Sequence[int] = NodeKeys(names, self.node_base)
         slot_of = self.slot.__getitem__
-        self.node_inputs = [tuple(map(slot_of, n.inputs)) for n in graph.nodes]
-        self.node_out = [slot_of(n.name) for n in graph.nodes]
-        self.producer = {s: k for k, s in enumerate(self.node_out)}
+        self.node_inputs = list(map(tuple, map(map, repeat(slot_of),
+                                                map(attrgetter("inputs"), nodes))))
+        self.node_out = list(range(self.node_base, self.n_slots))
         self.grad_leaves = tuple(
             [d.name for d in graph.input_decls if d.dtype.kind == "f"]
             + [k for k, v in graph.params.items() if v.dtype.kind == "f"])
@@ -126,22 +134,26 @@ class Plan:
         missing = outputs - {n for n, _ in outs}
         if missing:
             self.output_slot(sorted(missing)[0])
-        node_inputs, node_out, nodes = self.node_inputs, self.node_out, self.graph.nodes
-        needed = {s for _, s in outs}
-        for k in range(len(node_out) - 1, -1, -1):  # reverse topological sweep
-            if node_out[k] in needed:
-                needed.update(node_inputs[k])
-        ks = [k for k, out in enumerate(node_out) if out in needed]
-        steps = tuple([Step(nodes[k].gate.forward, node_inputs[k], node_out[k], k) for k in ks])
-        last = {s: i for i, k in enumerate(ks) for s in node_inputs[k]}  # the last reader wins
+        needed = self._needed({s for _, s in outs})
+        node_inputs, base = self.node_inputs, self.node_base
+        ks = list(compress(range(len(node_inputs)), map(needed.__contains__, self.node_out)))
+        ins = list(map(node_inputs.__getitem__, ks))
+        forwards = map(attrgetter("gate.forward"), map(self.graph.nodes.__getitem__, ks))
+        out_slots = [base + k for k in ks]
+        steps = tuple(map(tuple.__new__, repeat(Step), zip(forwards, ins, out_slots, ks)))
         keep = {s for _, s in outs}
-        release: list[tuple[int, ...]] = [()] * len(ks)
-        for s, i in last.items():
-            if s in self.producer and s not in keep:
-                release[i] += (s,)
         leaves = tuple((d.name, s) for s, d in self.inputs if s in needed)
-        return ForwardSchedule(outs, leaves, steps, tuple(release),
-                               frozenset(node_out[k] for k in ks), outputs)
+        return ForwardSchedule(outs, leaves, steps, _release(ins, base, keep),
+                               frozenset(out_slots), outputs)
+
+    def _needed(self, needed: set[int]) -> set[int]:
+        """``needed`` (slots) grown by every slot they depend on."""
+        base, node_inputs = self.node_base, self.node_inputs
+        update = needed.update
+        for s in range(self.n_slots - 1, base - 1, -1):  # reverse topological sweep
+            if s in needed:
+                update(node_inputs[s - base])
+        return needed
 
     def backward(self, fwd: ForwardSchedule, seeds: Iterable[str], wrt: Iterable[str]) -> BackwardSchedule:
         wrt_key = self._all_leaves if wrt is self.grad_leaves else frozenset(wrt)
@@ -162,35 +174,86 @@ class Plan:
                                  f"float input or parameter; choose from {list(self.grad_leaves)}")
         wrt_slots = tuple((n, self.slot[n]) for n in self.grad_leaves if n in wrt)
         requires = {s for _, s in wrt_slots}
+        add, disjoint = requires.add, requires.isdisjoint
         for _, ins, out, _ in fwd.steps:  # forward sweep: what depends on a wrt leaf
-            if not requires.isdisjoint(ins):
-                requires.add(out)
-        flows = {self.output_slot(n) for n in seeds}
-        for _, ins, out, _ in reversed(fwd.steps):  # backward sweep: what reaches a seed
-            if out in flows:
-                flows.update(ins)
-        steps: list[BackStep] = []
-        last: list[BackStep] = []  # run after all the others (see below)
-        nodes = self.graph.nodes
-        for _, ins, out, k in reversed(fwd.steps):
-            if out in requires and out in flows:
-                needs = tuple(map(requires.__contains__, ins))
-                targets = tuple(compress(enumerate(ins), needs))  # (position, slot) pairs
-                gate = nodes[k].gate
-                fresh = getattr(gate, "fresh_grads", False) is True
-                step = BackStep(gate.backward, len(ins), needs, targets, out, k, fresh)
-                # A node that sends gradients only to leaves (say l2(W)) can wait until the
-                # end: its parameter-sized gradients are then made when the activations are
-                # gone, instead of being held through the whole backward pass.
-                leaves_only = all(s not in self.producer for _, s in targets)
-                (last if leaves_only else steps).append(step)
-        fresh_only: dict[int, bool] = {}  # slot -> does every gradient sent to it come fresh?
-        for step in steps + last:
-            for _, s in step.targets:
-                fresh_only[s] = fresh_only.get(s, True) and step.fresh
+            if not disjoint(ins):
+                add(out)
         seeded = {self.output_slot(n) for n in seeds}
+        steps, last = self._back_steps(fwd, requires, set(seeded))
+        fresh_only: dict[int, bool] = {}  # leaf slot -> does every gradient sent to it come fresh?
+        base = self.node_base
+        lowest = map(min, map(map, repeat(itemgetter(1)), map(attrgetter("targets"), steps + last)))
+        for step in compress(steps + last, map(lt, lowest, repeat(base))):  # reaches a leaf
+            for _, s in step.targets:
+                if s < base:
+                    fresh_only[s] = fresh_only.get(s, True) and step.fresh
         foreign = tuple(s in seeded or not fresh_only.get(s, False) for _, s in wrt_slots)
         return BackwardSchedule(tuple(steps + last), wrt_slots, foreign)
+
+    def _back_steps(self, fwd: ForwardSchedule, requires: set[int],
+                    flows: set[int]) -> tuple[list[BackStep], list[BackStep]]:
+        """The backward steps, in reverse order, of the nodes through which a gradient flows
+        from a seed (``flows``) to a slot in ``requires``; then those that send gradients only
+        to leaves (say l2(W)), to run at the end: their parameter-sized gradients are then
+        made when the activations are gone instead of being held through the whole pass.
+
+        The nodes are chosen in one Python loop; each field of the steps is then made for
+        all of them at once, with ``map`` (C loops, no Python frame per node)."""
+        chosen: list[Step] = []
+        update, pick = flows.update, chosen.append
+        for step in reversed(fwd.steps):
+            if step[2] in flows:  # its value reaches a seed (all its readers came before)
+                update(step[1])
+                if step[2] in requires:
+                    pick(step)
+        ins = list(map(itemgetter(1), chosen))
+        ks = list(map(itemgetter(3), chosen))
+        gates = list(map(attrgetter("gate"), map(self.graph.nodes.__getitem__, ks)))
+        needs = list(map(tuple, map(map, repeat(requires.__contains__), ins)))
+        targets = map(tuple, map(compress, map(enumerate, ins), needs))  # (position, slot)
+        fresh = map(is_, map(getattr, gates, repeat("fresh_grads"), repeat(False)), repeat(True))
+        steps = list(map(tuple.__new__, repeat(BackStep), zip(
+            map(attrgetter("backward"), gates), map(len, ins), needs, targets,
+            map(itemgetter(2), chosen), ks, fresh)))
+        # max slot taking a gradient < node_base: it sends gradients to leaves only
+        leaves_only = list(map(lt, map(max, map(compress, ins, needs)), repeat(self.node_base)))
+        return list(compress(steps, map(not_, leaves_only))), list(compress(steps, leaves_only))
+
+
+class NodeKeys(Sequence[int]):
+    """``stable_hash`` of each node's name, computed when first asked for (training-mode runs
+    ask; loading a million nodes need not hash them all)."""
+
+    def __init__(self, names: list[str], base: int):
+        self._names, self._base = names, base
+        self._known: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._names) - self._base
+
+    @overload
+    def __getitem__(self, k: int) -> int: ...
+    @overload
+    def __getitem__(self, k: slice) -> Sequence[int]: ...
+    def __getitem__(self, k: int | slice) -> int | Sequence[int]:
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        key = self._known.get(k)
+        if key is None:
+            if not -len(self) <= k < len(self):
+                raise IndexError("node index out of range")
+            key = self._known[k] = stable_hash(self._names[self._base + k % len(self)])
+        return key
+
+
+def _release(ins: list[tuple[int, ...]], base: int, keep: set[int]) -> tuple[tuple[int, ...], ...]:
+    """Per step, the node-output slots whose last reader it is (outputs are kept)."""
+    last = {s: i for i, step_ins in enumerate(ins) for s in step_ins}  # the last reader wins
+    release: list[tuple[int, ...]] = [()] * len(ins)
+    for s, i in last.items():
+        if s >= base and s not in keep:
+            release[i] += (s,)
+    return tuple(release)
 
 
 def stable_hash(name: str) -> int:
