@@ -1,9 +1,9 @@
 """Probe: do small PyTorch models, as both exporters write them, import into graphexec exactly?
 
-    python scripts/probe_torch_exports.py [--only NAME_SUBSTRING] [--verbose]
+    python scripts/probe_torch_exports.py [--only NAME_SUBSTRING] [--dynamic]
 
 Needs torch (``pip install torch==2.13.0 onnxscript``); the tests do not. Each model (eval mode,
-fixed shapes, CPU) is exported with the TorchScript exporter (``dynamo=False``) and with dynamo
+fixed shapes unless ``--dynamic`` makes the batch axis symbolic, CPU) is exported with the TorchScript exporter (``dynamo=False``) and with dynamo
 (``dynamo=True``), at opsets 17 and 18, imported with ``graphexec.onnx_io.import_onnx``, run
 forward and compared with PyTorch (float32, rtol 1e-4, atol 1e-5); then backward with a fixed
 upstream gradient, compared with torch autograd for the float input and for every parameter the
@@ -210,12 +210,15 @@ def models() -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...]]]:
     return m
 
 
-def export(model: nn.Module, args: tuple[torch.Tensor, ...], dynamo: bool, opset: int) -> bytes:
+def export(model: nn.Module, args: tuple[torch.Tensor, ...], dynamo: bool, opset: int,
+           dynamic: bool = False) -> bytes:
     names = ["x", "y"][:len(args)]
     f = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         kw: dict[str, Any] = {"dynamo": dynamo}
+        if dynamic:  # the batch size known only when the model runs, as most exports have it
+            kw["dynamic_axes"] = {n: {0: "batch"} for n in names + ["out"]}
         if dynamo:
             kw["verbose"] = False
         torch.onnx.export(model, args, f, input_names=names, output_names=["out"],
@@ -278,7 +281,7 @@ def check(data: bytes, args: tuple[torch.Tensor, ...], ref: dict[str, Any]) -> s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="")
-    ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--dynamic", action="store_true", help="export with a dynamic batch axis")
     opts = ap.parse_args()
     torch.manual_seed(0)
     counts: Counter[str] = Counter()
@@ -291,7 +294,7 @@ def main() -> None:
         for exporter, dynamo in (("torchscript", False), ("dynamo", True)):
             for opset in (17, 18):
                 try:
-                    data = export(model, args, dynamo, opset)
+                    data = export(model, args, dynamo, opset, opts.dynamic)
                 except Exception as e:
                     status = f"no export: {type(e).__name__}: {str(e)[:80]}"
                 else:

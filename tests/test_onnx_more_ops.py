@@ -195,3 +195,32 @@ def test_batchnorm_statistics_shared_with_its_weights_become_buffers_of_their_ow
         dy = np.arange(8.0).reshape(2, 4)
         grads = ex.backward({"y": dy})
         np.testing.assert_allclose(grads[bn.inputs[1]], (dy / np.sqrt(1 + 1e-5)).sum(0))
+
+
+def test_mse_loss_shape_chain_with_a_run_time_batch():
+    """TorchScript's F.mse_loss(p, t) with a dynamic batch: Expand(p, Shape(zeros_like(p) + p
+    + t)), where zeros_like is ConstantOfShape(Shape(p)). ONNX's shape inference loses the
+    batch name after ConstantOfShape; the import carries it on, so the Expand is the identity."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("ConstantOfShape", ["s"], ["z"],
+                              value=tensor("v", np.array([0.0]))),
+             helper.make_node("Add", ["z", "x"], ["a"]), helper.make_node("Add", ["a", "t"], ["b"]),
+             helper.make_node("Shape", ["b"], ["s2"]), helper.make_node("Expand", ["x", "s2"], ["e"]),
+             helper.make_node("Sub", ["e", "t"], ["y"])]
+    model = model_of(nodes, [vi("x", F64, ["batch", 4]), vi("t", F64, ["batch", 4])],
+                     [vi("y", F64, ["batch", 4])], [])
+    g = import_onnx(model)
+    assert sorted(n.op for n in g.nodes) == ["add", "add", "full_like", "sub"]
+    feed = {"x": X, "t": RNG.standard_normal((3, 4))}
+    np.testing.assert_allclose(gx.run(g, feed)["y"], ort_run(model, feed)["y"], rtol=1e-12)
+    assert gx.gradcheck(g, feed, wrt=["x", "t"], seed=0).ok
+
+
+def test_constant_of_a_shape_that_is_no_value_s_shape_is_refused_by_name():
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Concat", ["s", "s"], ["ss"], axis=0),
+             helper.make_node("ConstantOfShape", ["ss"], ["y"])]
+    model = model_of(nodes, [vi("x", F64, ["n"])], [vi("y", F32, ["n", "n"])], [])
+    with pytest.raises(OnnxImportError, match=r"\(ConstantOfShape\): its shape 'ss' is neither "
+                                              "fixed at import nor the shape of one value"):
+        import_onnx(model)

@@ -1,5 +1,6 @@
 """Elementwise one-input gates that PyTorch exports write as ONNX ops: sqrt, abs, reciprocal,
-x to a constant power, and Mish.
+x to a constant power, and Mish; and ``full_like``, a constant of another value's shape (ONNX
+``ConstantOfShape`` of a ``Shape`` known only when the model runs).
 
 ``pow_scalar`` has its exponent as an attribute: ONNX ``Pow`` with a constant exponent (what
 ``x ** 2``, ``x.pow(3)``, tanh-GELU's ``x³`` and ``torch.rsqrt``'s decompositions export to).
@@ -8,13 +9,15 @@ x to a constant power, and Mish.
 from __future__ import annotations
 
 import numpy as np
+from pydantic import model_validator
 
+from graphexec.dtypes import DTYPE_NAMES
 from graphexec.gate import Attrs, Ctx, Gate, Spec
 from graphexec.gates._samples import Sample, away_from_zero, random_shape
 from graphexec.gates._shapes import elementwise
 from graphexec.gates.arith import unary_sample
 
-__all__ = ["Abs", "Mish", "PowScalar", "Reciprocal", "Sqrt"]
+__all__ = ["Abs", "FullLike", "Mish", "PowScalar", "Reciprocal", "Sqrt"]
 
 
 def _positive(rng: np.random.Generator) -> Sample:
@@ -140,3 +143,32 @@ class Mish(Gate):
 
     def infer(self, x: Spec) -> Spec:
         return elementwise(x, floating=True)
+
+
+class FullLike(Gate):
+    """y = ``value`` everywhere, of x's shape and dtype ``dtype`` (ONNX ``ConstantOfShape`` of
+    ``Shape(x)``).  y does not depend on x's values: local gradient 0."""
+
+    name, version = "full_like", 1
+    fresh_grads = True  # see Gate.fresh_grads
+    sample_inputs = staticmethod(unary_sample)
+
+    class Attrs(Attrs):
+        value: float = 0.0
+        dtype: str = "float64"
+
+        @model_validator(mode="after")
+        def _known(self) -> FullLike.Attrs:
+            if self.dtype not in DTYPE_NAMES:
+                raise ValueError(f"dtype={self.dtype!r}: expected one of {', '.join(DTYPE_NAMES)}")
+            return self
+
+    def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
+        ctx.x = x
+        return np.full(x.shape, self.attrs.value, np.dtype(self.attrs.dtype))
+
+    def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray | None]:
+        return (np.zeros_like(ctx.x) if ctx.x.dtype.kind == "f" else None,)
+
+    def infer(self, x: Spec) -> Spec:
+        return Spec(x.shape, np.dtype(self.attrs.dtype))

@@ -59,7 +59,47 @@ def fold(imp: Any) -> dict[str, Sym]:
         else:
             syms[out] = got
         imp.skip.add(k)
+    _propagate_dims(imp, syms)
     return syms
+
+
+_ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Pow", "Where", "Max", "Min", "Sum", "Neg", "Relu",
+                "Sigmoid", "Tanh", "Exp", "Log", "Abs", "Sqrt", "Identity", "Cast", "Reciprocal"}
+
+
+def _propagate_dims(imp: Any, syms: dict[str, Sym]) -> None:
+    """Symbolic dimension names past where ONNX's shape inference drops them: a
+    ConstantOfShape of ``Shape(v)`` has v's names, and a broadcasting elementwise op the names
+    its inputs agree on (an input of size 1 there broadcasts). Read by ``Importer.same_size``."""
+    for node in imp.graph.node:
+        if not node.output or node.domain not in DEFAULT_DOMAINS:
+            continue
+        if node.op_type == "ConstantOfShape" and node.input and node.input[0] in syms:
+            names = [imp.dim_params.get(e.of, ())[e.axis:e.axis + 1] if isinstance(e, Dim)
+                     else () for e in syms[node.input[0]].entries]
+            imp.dim_params[node.output[0]] = tuple(n[0] if n else None for n in names)
+        elif node.op_type in _ELEMENTWISE:
+            got = _broadcast_names(imp, [i for i in node.input if i])
+            if got is not None:
+                imp.dim_params[node.output[0]] = got
+
+
+def _broadcast_names(imp: Any, ins: list[str]) -> tuple[str | None, ...] | None:
+    shapes = [(imp.shape(i), imp.dim_params.get(i)) for i in ins]
+    if not shapes or any(s is None or n is None or len(s) != len(n) for s, n in shapes):
+        return None
+    rank = max(len(s) for s, _ in shapes)
+    out: list[str | None] = []
+    for axis in range(rank):
+        seen = set()
+        for s, n in shapes:
+            k = axis - (rank - len(s))
+            if k < 0 or s[k] == 1:
+                continue  # broadcast: this input does not decide the size
+            seen.add(n[k] if s[k] is None else s[k])
+        only = seen.pop() if len(seen) == 1 else None
+        out.append(only if isinstance(only, str) else None)
+    return tuple(out)
 
 
 def _none(imp: Any, node: Any, syms: dict[str, Sym]) -> Sym | None:

@@ -114,12 +114,23 @@ class Importer:
             pass
         g = model.graph
         out = {}
+        self.dim_params: dict[str, tuple[str | None, ...]] = {}
         for vi in list(g.input) + list(g.value_info) + list(g.output):
             t = vi.type.tensor_type
             shape = (tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
                      if t.HasField("shape") else None)
             out[vi.name] = (t.elem_type, shape)
+            if t.HasField("shape"):  # symbolic sizes: one name is one size (ONNX's dim_param)
+                self.dim_params[vi.name] = tuple(d.dim_param or None for d in t.shape.dim)
         return out
+
+    def same_size(self, a: str, i: int, b: str, j: int) -> bool:
+        """Is axis ``i`` of value ``a`` known to be as long as axis ``j`` of ``b`` (the same
+        value and axis, or the same symbolic dimension name)?"""
+        if a == b and i == j:
+            return True
+        pa, pb = self.dim_params.get(a, ()), self.dim_params.get(b, ())
+        return i < len(pa) and j < len(pb) and pa[i] is not None and pa[i] == pb[j]
 
     def shape(self, name: str) -> tuple[int | None, ...] | None:
         if name in self.consts:

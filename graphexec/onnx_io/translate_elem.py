@@ -1,6 +1,7 @@
 """ONNX → graphexec translators for the elementwise ops and splits that PyTorch exports write
 beyond the network ops: Sqrt, Abs, Reciprocal, Pow (constant exponent), Mish, Where, the
-comparisons (Greater, Less, GreaterOrEqual, LessOrEqual, Equal), Split and Expand.
+comparisons (Greater, Less, GreaterOrEqual, LessOrEqual, Equal), Split, Expand, and
+ConstantOfShape of a shape known only when the model runs.
 
 Each maps to a gate that computes the ONNX op exactly, or refuses naming the setting it cannot
 represent (a computed exponent, an Expand to a size known only when the model runs).
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from graphexec.dtypes import DTYPE_NAMES
 from graphexec.onnx_io.translate import Importer, Translate
 
 __all__ = ["TRANSLATORS"]
@@ -124,7 +126,8 @@ def _expand(imp: Importer, node: Any) -> None:
     ts = [1] * (rank - len(target)) + target
     out: list[int | None] = []
     for i, (d, t) in enumerate(zip(xs, ts)):
-        same_axis = isinstance(t, Dim) and t.of == node.input[0] and t.axis == i
+        xi = i - (rank - len(x_shape))
+        same_axis = isinstance(t, Dim) and xi >= 0 and imp.same_size(t.of, t.axis, node.input[0], xi)
         if t == 1 or same_axis or (d is not None and d != 1 and not isinstance(t, Dim) and t == d):
             out.append(d)
         elif d == 1 and isinstance(t, int):
@@ -144,6 +147,28 @@ def _expand(imp: Importer, node: Any) -> None:
     imp.emit("mul", [imp.ref(node.input[0]), ones], node.output[0])
 
 
+def _constant_of_shape(imp: Importer, node: Any) -> None:
+    """ConstantOfShape(Shape(v)) (its shape known only when the model runs; a fixed shape is
+    folded at import) → full_like(v): every entry of the shape must be v's own size there."""
+    from graphexec.onnx_io.fold import Dim
+
+    sym = imp.syms.get(node.input[0])
+    of = next((e.of for e in sym.entries if isinstance(e, Dim)), None) if sym else None
+    shape = imp.shape(of) if of is not None else None
+    if sym is None or of is None or shape is None or len(shape) != len(sym.entries) or not all(
+            (isinstance(e, Dim) and imp.same_size(e.of, e.axis, of, i))
+            or (isinstance(e, int) and e == shape[i]) for i, e in enumerate(sym.entries)):
+        raise imp.refuse(node, f"its shape {node.input[0]!r} is neither fixed at import nor the "
+                               "shape of one value; graphexec makes constants of fixed shapes or "
+                               "of another value's shape")
+    value = imp.attrs(node).get("value")
+    fill = np.asarray(value).reshape(-1)[:1] if value is not None else np.zeros(1, np.float32)
+    if fill.dtype.kind not in "biuf" or fill.dtype.name not in DTYPE_NAMES:
+        raise imp.refuse(node, f"fill value of dtype {fill.dtype}")
+    imp.emit("full_like", [imp.ref(of)], node.output[0], value=float(fill[0]),
+             dtype=fill.dtype.name)
+
+
 #: ONNX op (default domain) -> translator, for the ops of this module.
 TRANSLATORS: dict[str, Translate] = {
     "Sqrt": _float_unary("sqrt"), "Reciprocal": _float_unary("reciprocal"),
@@ -151,4 +176,5 @@ TRANSLATORS: dict[str, Translate] = {
     "Greater": _compare("greater"), "Less": _compare("less"),
     "GreaterOrEqual": _compare("greater_equal"), "LessOrEqual": _compare("less_equal"),
     "Equal": _compare("equal"), "Split": _split, "Expand": _expand,
+    "ConstantOfShape": _constant_of_shape,
 }
