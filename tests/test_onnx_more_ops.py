@@ -224,3 +224,15 @@ def test_constant_of_a_shape_that_is_no_value_s_shape_is_refused_by_name():
     with pytest.raises(OnnxImportError, match=r"\(ConstantOfShape\): its shape 'ss' is neither "
                                               "fixed at import nor the shape of one value"):
         import_onnx(model)
+
+
+def test_layernorm_over_the_last_axis_with_a_run_time_batch():
+    """nn.LayerNorm exported with a dynamic batch: only the normalised sizes need be known."""
+    ln = helper.make_node("LayerNormalization", ["x", "s", "b"], ["y"], axis=-1)
+    model = one_op([ln], ["batch", 4], ["batch", 4],
+                   [tensor("s", RNG.uniform(0.5, 2, 4)), tensor("b", RNG.standard_normal(4))])
+    g = agrees(model, {"x": X}, rtol=1e-10)
+    assert [n.op for n in g.nodes] == ["layernorm"]
+    model = one_op([ln], [3, "d"], [3, "d"], [tensor("s", np.ones(4)), tensor("b", np.zeros(4))])
+    with pytest.raises(OnnxImportError, match=r"the normalised axes \(None,\) must have known"):
+        import_onnx(model)
