@@ -3,8 +3,9 @@
     python scripts/probe_torch_exports.py [--only NAME_SUBSTRING] [--dynamic]
 
 Needs torch (``pip install torch==2.13.0 onnxscript``); the tests do not. Each model (eval mode,
-fixed shapes unless ``--dynamic`` makes the batch axis symbolic, CPU) is exported with the TorchScript exporter (``dynamo=False``) and with dynamo
-(``dynamo=True``), at opsets 17 and 18, imported with ``graphexec.onnx_io.import_onnx``, run
+CPU, fixed shapes unless ``--dynamic`` makes the batch axis symbolic) is exported with the
+TorchScript exporter (``dynamo=False``) and with dynamo (``dynamo=True``), at opsets 17 and 18,
+imported with ``graphexec.onnx_io.import_onnx``, run
 forward and compared with PyTorch (float32, rtol 1e-4, atol 1e-5); then backward with a fixed
 upstream gradient, compared with torch autograd for the float input and for every parameter the
 export writes as it is (by name). One row per model/exporter/opset:
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import re
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -295,8 +297,9 @@ def main() -> None:
             for opset in (17, 18):
                 try:
                     data = export(model, args, dynamo, opset, opts.dynamic)
-                except Exception as e:
-                    status = f"no export: {type(e).__name__}: {str(e)[:80]}"
+                except Exception as e:  # torch's messages are long, multi-line, coloured
+                    first = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()[:1]
+                    status = f"no export: {type(e).__name__}: {''.join(first)[:80]}"
                 else:
                     try:
                         status = check(data, args, ref)

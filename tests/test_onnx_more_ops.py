@@ -236,3 +236,13 @@ def test_layernorm_over_the_last_axis_with_a_run_time_batch():
     model = one_op([ln], [3, "d"], [3, "d"], [tensor("s", np.ones(4)), tensor("b", np.zeros(4))])
     with pytest.raises(OnnxImportError, match=r"the normalised axes \(None,\) must have known"):
         import_onnx(model)
+
+
+def test_a_constant_of_a_shape_given_as_an_input_needs_it_bound():
+    model = model_of([helper.make_node("ConstantOfShape", ["s"], ["y"],
+                                       value=tensor("v", np.array([2.5])))],
+                     [vi("s", TensorProto.INT64, [2])], [vi("y", F64, ["a", "b"])], [])
+    with pytest.raises(OnnxImportError, match=r"constants=\{'s': value\}"):
+        import_onnx(model)
+    g = import_onnx(model, constants={"s": [2, 3]})
+    np.testing.assert_array_equal(gx.run(g, {})["y"], np.full((2, 3), 2.5))

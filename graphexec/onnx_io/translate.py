@@ -181,7 +181,7 @@ class Importer:
     def buffer(self, node: Any, onnx_name: str) -> str:
         """A constant read as non-trainable state (a running statistic): a graphexec buffer."""
         if onnx_name not in self.consts:
-            if onnx_name in self.alias and self.alias[onnx_name] in self.buffers:
+            if onnx_name in self.alias:  # a graph input (or a value) given as the statistic
                 return self.alias[onnx_name]
             raise self.refuse(node, f"{onnx_name!r} is computed, not a constant; graphexec keeps "
                                     "running statistics as buffers")

@@ -15,6 +15,7 @@ import numpy as np
 
 from graphexec.dtypes import DTYPE_NAMES
 from graphexec.onnx_io.translate import Importer, Translate
+from graphexec.onnx_io.translate_shape import _dtype
 
 __all__ = ["TRANSLATORS"]
 
@@ -35,9 +36,10 @@ def _abs(imp: Importer, node: Any) -> None:
 def _pow(imp: Importer, node: Any) -> None:
     """Pow(x, p) with a constant p (one value, or all entries equal and broadcast within x's
     shape) → pow_scalar; a computed exponent, or an integer x, is refused."""
-    dt = imp.dtype(node.input[0])
+    dt = _dtype(imp, node.input[0])
     if dt is None or dt.kind != "f":
-        raise imp.refuse(node, f"base dtype {dt}; graphexec's pow_scalar takes float32/float64")
+        raise imp.refuse(node, f"base of dtype {dt}; graphexec's pow_scalar takes floats "
+                               "(ONNX's integer Pow is not mapped)")
     p = imp.const_input(node, 1, "exponent")
     if p is None or p.size == 0 or not np.all(p == p.reshape(-1)[0]):
         raise imp.refuse(node, f"the exponent {node.input[1]!r} is not one constant value; "
@@ -152,6 +154,8 @@ def _constant_of_shape(imp: Importer, node: Any) -> None:
     folded at import) → full_like(v): every entry of the shape must be v's own size there."""
     from graphexec.onnx_io.fold import Dim
 
+    if node.input[0] in imp.input_names:
+        imp.const_input(node, 0, "shape")  # NeedsValue: bind it (constants=) and it folds
     sym = imp.syms.get(node.input[0])
     of = next((e.of for e in sym.entries if isinstance(e, Dim)), None) if sym else None
     shape = imp.shape(of) if of is not None else None
