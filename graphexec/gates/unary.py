@@ -146,8 +146,9 @@ class Mish(Gate):
 
 
 class FullLike(Gate):
-    """y = ``value`` everywhere, of x's shape and dtype ``dtype`` (ONNX ``ConstantOfShape`` of
-    ``Shape(x)``).  y does not depend on x's values: local gradient 0."""
+    """y = ``value`` everywhere, of x's shape and dtype ``dtype`` (None: x's dtype, as numpy's
+    ``full_like``; ONNX ``ConstantOfShape`` of ``Shape(x)`` gives its value's dtype).  y does not
+    depend on x's values: local gradient 0."""
 
     name, version = "full_like", 1
     fresh_grads = True  # see Gate.fresh_grads
@@ -155,20 +156,20 @@ class FullLike(Gate):
 
     class Attrs(Attrs):
         value: float = 0.0
-        dtype: str = "float64"
+        dtype: str | None = None
 
         @model_validator(mode="after")
         def _known(self) -> FullLike.Attrs:
-            if self.dtype not in DTYPE_NAMES:
+            if self.dtype is not None and self.dtype not in DTYPE_NAMES:
                 raise ValueError(f"dtype={self.dtype!r}: expected one of {', '.join(DTYPE_NAMES)}")
             return self
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
         ctx.x = x
-        return np.full(x.shape, self.attrs.value, np.dtype(self.attrs.dtype))
+        return np.full(x.shape, self.attrs.value, np.dtype(self.attrs.dtype or x.dtype))
 
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray | None]:
         return (np.zeros_like(ctx.x) if ctx.x.dtype.kind == "f" else None,)
 
     def infer(self, x: Spec) -> Spec:
-        return Spec(x.shape, np.dtype(self.attrs.dtype))
+        return Spec(x.shape, np.dtype(self.attrs.dtype) if self.attrs.dtype else x.dtype)
