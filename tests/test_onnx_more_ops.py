@@ -246,3 +246,17 @@ def test_a_constant_of_a_shape_given_as_an_input_needs_it_bound():
         import_onnx(model)
     g = import_onnx(model, constants={"s": [2, 3]})
     np.testing.assert_array_equal(gx.run(g, {})["y"], np.full((2, 3), 2.5))
+
+
+def test_view_by_the_batch_size_of_another_value_with_the_same_symbolic_name():
+    """conv(x).view(x.size(0), -1): the shape's run-time entry is x's batch, the reshaped value
+    is another one; both batch axes are named 'batch', so the -1 is computed from the rest."""
+    c = {n: tensor(n, np.array(v)) for n, v in (("zero", [0]), ("minus1", [-1]))}
+    nodes = [helper.make_node("Neg", ["x"], ["h"]),
+             helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+             helper.make_node("Concat", ["n", "minus1"], ["target"], axis=0),
+             helper.make_node("Reshape", ["h", "target"], ["y"])]
+    model = one_op(nodes, ["batch", 2, 3], ["batch", 6], list(c.values()))
+    g = agrees(model, {"x": RNG.standard_normal((4, 2, 3))})
+    assert [dict(n.attrs) for n in g.nodes if n.op == "reshape"] == [{"shape": [-1, 6]}]

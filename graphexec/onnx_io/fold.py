@@ -287,7 +287,8 @@ _STEP = {"Shape": _shape, "Gather": _gather, "Unsqueeze": _unsqueeze, "Concat": 
 def reshape_target(imp: Any, x: str, entries: Entries) -> list[int] | None:
     """A symbolic Reshape shape as graphexec's fixed one: the run-time dimension becomes -1 when
     it is the only unknown entry; with an explicit -1 as well, that -1 is computed from x's known
-    sizes when the run-time entry copies the same axis of x. None if neither holds."""
+    sizes when the run-time entry is as long as the same axis of x (that axis of x itself, or
+    one with the same symbolic name: ``conv(x).view(x.size(0), -1)``). None if neither holds."""
     dims = [i for i, e in enumerate(entries) if isinstance(e, Dim)]
     if len(dims) != 1:
         return None
@@ -296,7 +297,7 @@ def reshape_target(imp: Any, x: str, entries: Entries) -> list[int] | None:
     if -1 not in rest:
         return [-1 if i == j else int(e) for i, e in enumerate(entries)]
     d, shape = entries[j], imp.shape(x)
-    if d.of != x or d.axis != j or shape is None or rest.count(-1) != 1:
+    if not imp.same_size(d.of, d.axis, x, j) or shape is None or rest.count(-1) != 1:
         return None
     others = [s for i, s in enumerate(shape) if i != j]
     if any(s is None for s in others):
