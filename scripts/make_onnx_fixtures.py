@@ -3,7 +3,7 @@
     python scripts/make_onnx_fixtures.py [--out tests/fixtures/onnx]
 
 For each model and exporter it writes ``<model>_<exporter>.onnx`` and ``<model>_<exporter>.npz``
-holding the fixed input ``x`` (and labels ``y`` for the loss model), PyTorch's outputs
+holding the fixed input ``x`` (and labels or targets ``y`` for the loss models), PyTorch's outputs
 ``out_<name>`` and the gradients of sum(outputs · upstream ``u_<name>``) with respect to ``x``
 (``grad_x``) and to every parameter (``grad_<ONNX initializer name>``). Models are in eval
 mode (BatchNorm running statistics, Dropout off); seeds are fixed, so reruns give the same data.
@@ -81,6 +81,66 @@ class CrossEntropy(nn.Module):
         return F.cross_entropy(self.mlp(x), y)
 
 
+class ResNetBlock(nn.Module):
+    """A ResNet BasicBlock with a projection shortcut, then global pooling and a classifier.
+    Fresh BatchNorms: TorchScript writes a running variance equal to the weight (all ones) as
+    Identity(weight), which the import must keep a buffer of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(2, 4, 3, 2, 1, bias=False), nn.BatchNorm2d(4)
+        self.c2, self.b2 = nn.Conv2d(4, 4, 3, 1, 1, bias=False), nn.BatchNorm2d(4)
+        self.sc, self.bs = nn.Conv2d(2, 4, 1, 2, bias=False), nn.BatchNorm2d(4)
+        self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.b1(self.c1(x)))
+        y = F.relu(self.b2(self.c2(y)) + self.bs(self.sc(x)))
+        return self.fc(torch.flatten(self.pool(y), 1))
+
+
+class MobileNetBlock(nn.Module):
+    """Depthwise-separable convolution with ReLU6 and Hardswish, pooled by x.mean((2, 3))."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dw, self.b1 = nn.Conv2d(3, 3, 3, padding=1, groups=3, bias=False), nn.BatchNorm2d(3)
+        self.pw, self.b2 = nn.Conv2d(3, 6, 1, bias=False), nn.BatchNorm2d(6)
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu6(self.b1(self.dw(x)))
+        x = F.hardswish(self.b2(self.pw(x)))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+class ActMLP(nn.Module):
+    """The activations whose exports need the newer ops: tanh-GELU (Pow), Mish, Softplus
+    (dynamo: Greater + Where), clamp (TorchScript: Cast(Constant) bounds), x.chunk (Split, or
+    Slice with computed bounds), torch.sqrt / abs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(6, 8), nn.Linear(8, 8), nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.mish(F.gelu(self.fc1(x), approximate="tanh"))
+        a, b = F.softplus(self.fc2(h)).clamp(-1.0, 2.5).chunk(2, 1)
+        return self.fc3(a * torch.sqrt(torch.abs(b) + 0.1))
+
+
+class MSE(nn.Module):
+    """A linear regression with its F.mse_loss in the graph (TorchScript: Expand of both sides
+    to their broadcast shape, ConstantOfShape of a run-time shape)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(self.fc(x), y)
+
+
 def models() -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...]]]:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(5, 6, generator=g)
@@ -97,6 +157,15 @@ def models() -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...]]]:
         bn.bn.running_var.uniform_(0.5, 1.5, generator=g)
     out["cnn_bn_dropout"] = (bn, (torch.randn(3, 2, 6, 6, generator=g),))
     out["cross_entropy"] = (CrossEntropy(), (x, torch.tensor([0, 3, 1, 2, 3])))
+    out["resnet_block"] = (ResNetBlock(), (torch.randn(2, 2, 6, 6, generator=g),))
+    mb = MobileNetBlock()
+    with torch.no_grad():
+        for b in (mb.b1, mb.b2):
+            b.running_mean.uniform_(-0.5, 0.5, generator=g)
+            b.running_var.uniform_(0.5, 1.5, generator=g)
+    out["mobilenet_block"] = (mb, (torch.randn(2, 3, 5, 5, generator=g),))
+    out["act_mlp"] = (ActMLP(), (x,))
+    out["mse_loss"] = (MSE(), (x, torch.randn(5, 3, generator=g)))
     return out
 
 

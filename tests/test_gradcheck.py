@@ -75,6 +75,11 @@ def spec(op, rng):
         "cast": ([rng.standard_normal((n, d)).astype("float32")], {"to": "float64"}),
         "nll_loss": ([rng.standard_normal((n, c)), labels, rng.uniform(0.5, 2, c)],
                      {"reduction": "mean"}),
+        # elementwise ops of PyTorch exports: sqrt and pow_scalar(1.5) away from 0
+        "sqrt": ([rng.uniform(0.5, 2, (n, d))], {}),
+        "pow_scalar": ([rng.uniform(0.5, 2, (n, d))], {"exponent": 1.5}),
+        "where": ([rng.random((n, d)) < 0.5, rng.standard_normal((n, d)),
+                   rng.standard_normal(d)], {}),
     }
     if op in table:
         return table[op]
@@ -84,20 +89,21 @@ def spec(op, rng):
 
 
 #: gates whose output is not a float: nothing flows back, so gradcheck has nothing to compare
-NO_FLOAT_OUTPUT = {"dropout_mask", "argmax"}
+NO_FLOAT_OUTPUT = {"dropout_mask", "argmax", "compare"}
 OPS = sorted(op for op, info in registry().gates.items()
              if info.dist != IN_PROCESS and op not in NO_FLOAT_OUTPUT)
 
 
 @pytest.mark.parametrize("op", sorted(NO_FLOAT_OUTPUT))
 def test_gates_without_a_float_output_pass_back_zeros(op):
-    x = np.random.default_rng(0).standard_normal((3, 4))
-    g, feed = one_node(op, [x], {})
+    inputs, attrs = spec(op, np.random.default_rng(0))
+    g, feed = one_node(op, inputs, attrs)
     ex = gx.Executor(g)
     out = ex.forward(**feed)
     assert all(v.dtype.kind != "f" for v in out.values())
-    grads = ex.backward(wrt=["in0"])
-    np.testing.assert_array_equal(grads["in0"], np.zeros_like(x))
+    grads = ex.backward(wrt=[f"in{i}" for i in range(len(inputs))])
+    for i, x in enumerate(inputs):
+        np.testing.assert_array_equal(grads[f"in{i}"], np.zeros_like(x))
 
 
 def test_every_builtin_op_of_the_contract_is_covered():

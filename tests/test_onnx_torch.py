@@ -37,7 +37,8 @@ def feed_of(g, ref):
 
 def test_every_model_and_both_exporters_are_committed():
     models = {"mlp_relu", "mlp_sigmoid", "mlp_tanh", "mlp_leaky_relu", "mlp_elu", "residual_mlp",
-              "mlp_log_softmax", "lenet", "cnn_bn_dropout", "cross_entropy"}
+              "mlp_log_softmax", "lenet", "cnn_bn_dropout", "cross_entropy", "resnet_block",
+              "mobilenet_block", "act_mlp", "mse_loss"}
     assert set(CASES) == {f"{m}_{e}" for m in models for e in ("torchscript", "dynamo")}
     assert sum(p.stat().st_size for p in FIXTURES.iterdir()) < 400_000
 
@@ -76,7 +77,10 @@ def test_batchnorm_statistics_are_buffers_and_dropout_is_gone():
     assert {"batchnorm", "dropout"}.isdisjoint(n.op for n in g.nodes)
 
 
-@pytest.mark.parametrize("name", [c for c in CASES if not c.startswith("cross_entropy")])
+LOSS_MODELS = ("cross_entropy", "mse_loss")
+
+
+@pytest.mark.parametrize("name", [c for c in CASES if not c.startswith(LOSS_MODELS)])
 def test_trains_after_adding_a_loss(name):
     g, ref = load(name)
     (out,) = g.output_map
@@ -116,3 +120,41 @@ def test_cross_entropy_model_imports_its_loss_and_trains(exporter):
         for k in g.trainable:
             g.params[k] -= (0.1 * grads[k]).astype(g.params[k].dtype)
     assert float(gx.run(g, feed)[out]) < before
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_mse_loss_model_imports_its_loss_and_trains(exporter):
+    g, ref = load(f"mse_loss_{exporter}")
+    feed = feed_of(g, ref)
+    (out,) = g.output_map
+    x, y, w, b = ref["x"], ref["y"], g.params["fc.weight"], g.params["fc.bias"]
+    w = w.T if transposed(f"mse_loss_{exporter}", "fc.weight") else w
+    np.testing.assert_allclose(gx.run(g, feed)[out], np.mean((x @ w.T + b - y) ** 2), rtol=RTOL)
+    before = float(gx.run(g, feed)[out])
+    for _ in range(5):
+        ex = gx.Executor(g)
+        ex.forward(feed)
+        grads = ex.backward(wrt=g.trainable)
+        for k in g.trainable:
+            g.params[k] -= (0.1 * grads[k]).astype(g.params[k].dtype)
+    assert float(gx.run(g, feed)[out]) < before
+
+
+def test_batchnorm_statistics_written_as_identities_of_weights_are_buffers():
+    """TorchScript writes a fresh BatchNorm's running variance (equal to its weight, all ones)
+    as Identity(weight): the import keeps it a buffer of its own, never the trained weight."""
+    model = onnx.load(FIXTURES / "resnet_block_torchscript.onnx")
+    assert "Identity" in {n.op_type for n in model.graph.node}
+    g, _ = load("resnet_block_torchscript")
+    bns = [n for n in g.nodes if n.op == "batchnorm"]
+    assert len(bns) == 3 and len(g.buffers) == 6 and not set(g.buffers) & set(g.trainable)
+    assert all(set(n.inputs[3:]) <= set(g.buffers) for n in bns)
+
+
+def test_the_newer_activations_import_as_their_gates():
+    # dynamo: Mish, tanh-GELU's x³ as Pow, softplus as Where(Greater(..)), chunk as Split
+    ops = {n.op for n in load("act_mlp_dynamo")[0].nodes}
+    assert {"mish", "pow_scalar", "where", "compare", "slice", "sqrt", "abs", "clip"} <= ops
+    # TorchScript: Mish as x·tanh(Softplus), chunk as Slices whose bounds fold from the shape
+    ops = {n.op for n in load("act_mlp_torchscript")[0].nodes}
+    assert {"onnx_softplus", "tanh", "clip", "slice", "sqrt", "abs"} <= ops

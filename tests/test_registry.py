@@ -391,7 +391,7 @@ def test_unknown_op_error_lists_every_missing_op_and_distribution():
                           "plugin; op 'double' version 2 (the file says it comes from "
                           "'double-gates' 2.0) is not provided by any installed plugin; "
                           "install them with: pip install boom-gates double-gates; "
-                          "installed gates: add, ")
+                          "installed gates: abs, add, ")
 
 
 def test_saving_a_graph_with_an_in_process_gate_warns(tmp_path):

@@ -480,9 +480,13 @@ BUILTIN_CASES = {
              "attrs": {"to": "float64"}},
     "nll_loss": {"shapes": [(5, 3), (5,), (3,)], "dtypes": ("float64", "int64", "float64"),
                  "int_range": (0, 3)},
+    # the elementwise ops of PyTorch exports: sqrt away from 0, where's condition a bool
+    "sqrt": {"value_range": (0.5, 2.0)},
+    "reciprocal": {"value_range": (0.5, 2.0)},
+    "where": {"dtypes": ("bool", "float64", "float64")},
 }
 
 
 def test_graphexec_s_own_distribution_passes_check_distribution():
     report = check_distribution("graphexec", cases=BUILTIN_CASES)
-    assert report.ok and len(report.checks) == 53
+    assert report.ok and len(report.checks) == 61

@@ -25,10 +25,11 @@ from graphexec.graph import Graph, InputDecl, NodeDef, make_graph
 from graphexec.onnx_io.common import OnnxImportError, numpy_dtype, require_onnx
 from graphexec.onnx_io.recognize import Mark
 from graphexec.onnx_io.translate import Importer, NeedsValue, Refused, clean_name, unique_name
+from graphexec.onnx_io.translate_elem import TRANSLATORS as ELEM
 from graphexec.onnx_io.translate_nn import TRANSLATORS as NN
 from graphexec.onnx_io.translate_shape import TRANSLATORS as SHAPE
 
-TRANSLATORS = {**NN, **SHAPE}
+TRANSLATORS = {**NN, **SHAPE, **ELEM}
 
 __all__ = ["SUPPORTED_OPS", "bind", "import_onnx"]
 

@@ -114,12 +114,23 @@ class Importer:
             pass
         g = model.graph
         out = {}
+        self.dim_params: dict[str, tuple[str | None, ...]] = {}
         for vi in list(g.input) + list(g.value_info) + list(g.output):
             t = vi.type.tensor_type
             shape = (tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
                      if t.HasField("shape") else None)
             out[vi.name] = (t.elem_type, shape)
+            if t.HasField("shape"):  # symbolic sizes: one name is one size (ONNX's dim_param)
+                self.dim_params[vi.name] = tuple(d.dim_param or None for d in t.shape.dim)
         return out
+
+    def same_size(self, a: str, i: int, b: str, j: int) -> bool:
+        """Is axis ``i`` of value ``a`` known to be as long as axis ``j`` of ``b`` (the same
+        value and axis, or the same symbolic dimension name)?"""
+        if a == b and i == j:
+            return True
+        pa, pb = self.dim_params.get(a, ()), self.dim_params.get(b, ())
+        return i < len(pa) and j < len(pb) and pa[i] is not None and pa[i] == pb[j]
 
     def shape(self, name: str) -> tuple[int | None, ...] | None:
         if name in self.consts:
@@ -163,22 +174,31 @@ class Importer:
 
     def buffer_of(self, onnx_name: str) -> str:
         """``onnx_name`` as a buffer if it is a constant (else the value it names)."""
-        if onnx_name in self.consts and onnx_name not in self.alias:
-            name = self.name_for(onnx_name)
-            self.buffers[name] = np.array(self.consts[onnx_name], order="C", copy=True)
-            self.alias[onnx_name] = name
+        if onnx_name in self.consts:
+            return self._own_buffer(onnx_name)
         return self.ref(onnx_name)
 
     def buffer(self, node: Any, onnx_name: str) -> str:
         """A constant read as non-trainable state (a running statistic): a graphexec buffer."""
-        if onnx_name in self.alias:
-            return self.alias[onnx_name]
         if onnx_name not in self.consts:
+            if onnx_name in self.alias:  # a graph input (or a value) given as the statistic
+                return self.alias[onnx_name]
             raise self.refuse(node, f"{onnx_name!r} is computed, not a constant; graphexec keeps "
                                     "running statistics as buffers")
-        name = self.name_for(onnx_name)
+        return self._own_buffer(onnx_name)
+
+    def _own_buffer(self, onnx_name: str) -> str:
+        """The buffer of constant ``onnx_name``. A constant that a gate already reads as a
+        parameter (PyTorch shares one initializer between a fresh BatchNorm's weight, all ones,
+        and its running variance) gets a buffer of its own: a buffer must never be trained, nor
+        a parameter be overwritten by a running-statistic update."""
+        known = self.alias.get(onnx_name)
+        if known is not None and known in self.buffers:
+            return known
+        name = self.name_for(onnx_name if known is None else f"{onnx_name}_buffer")
         self.buffers[name] = np.array(self.consts[onnx_name], order="C", copy=True)
-        self.alias[onnx_name] = name
+        if known is None:
+            self.alias[onnx_name] = name
         return name
 
     def param(self, hint: str, value: np.ndarray, *, made_up: bool = False) -> str:

@@ -238,7 +238,12 @@ def _layernorm(imp: Importer, node: Any) -> None:
     x, out = node.input[0], node.output[0]
     rank = _rank(imp, node, x)
     axis = int(imp.attrs(node).get("axis", -1)) % rank
-    tail = _known(imp, node, x)[axis:] if imp.shape(x) else ()
+    shape = imp.shape(x) or ()
+    sizes = tuple(shape[axis:])  # only the normalised sizes need be known (a batch may not be)
+    if None in sizes:
+        raise imp.refuse(node, f"the input {x!r} has shape {shape}; the normalised axes "
+                               f"{sizes} must have known sizes")
+    tail: tuple[int, ...] = tuple(int(d) for d in sizes if d is not None)
     scale = imp.shape(node.input[1])
     if scale is None or tuple(scale) != tuple(tail):
         raise imp.refuse(node, f"Scale of shape {scale} broadcasts over the normalised axes "
