@@ -78,6 +78,7 @@ def spec(op, rng):
         # elementwise ops of PyTorch exports: sqrt and pow_scalar(1.5) away from 0
         "sqrt": ([rng.uniform(0.5, 2, (n, d))], {}),
         "pow_scalar": ([rng.uniform(0.5, 2, (n, d))], {"exponent": 1.5}),
+        "pow": ([rng.uniform(0.5, 2, (n, d)), rng.uniform(-2, 2, d)], {}),  # base > 0: ln x
         "where": ([rng.random((n, d)) < 0.5, rng.standard_normal((n, d)),
                    rng.standard_normal(d)], {}),
     }

@@ -60,15 +60,41 @@ def test_pow_with_a_constant_exponent(p):
     assert [(n.op, dict(n.attrs)) for n in g.nodes] == [("pow_scalar", {"exponent": p})]
 
 
-def test_pow_by_a_computed_exponent_is_refused_by_name():
+def test_pow_by_a_computed_or_varying_exponent_is_the_pow_gate():
+    """A tensor exponent (a graph input, or constants that differ) is ONNX's
+    np.power(x, e).astype(x.dtype); gradients w.r.t. the base and the exponent (z ln x)."""
+    e = RNG.uniform(-2.0, 2.0, (3, 4))
     model = model_of([helper.make_node("Pow", ["x", "e"], ["y"])],
-                     [vi("x", F64, [3]), vi("e", F64, [3])], [vi("y", F64, [3])], [])
-    with pytest.raises(OnnxImportError, match=r"\(Pow\): its exponent 'e' is a graph input"):
-        import_onnx(model)
+                     [vi("x", F64, [3, 4]), vi("e", F64, [3, 4])], [vi("y", F64, [3, 4])], [])
+    g = import_onnx(model)
+    assert [n.op for n in g.nodes] == ["pow"]
+    np.testing.assert_allclose(gx.run(g, {"x": POS, "e": e})["y"],
+                               ort_run(model, {"x": POS, "e": e})["y"], rtol=1e-12)
+    report = gx.gradcheck(g, {"x": POS, "e": e}, wrt=["x", "e"], seed=0)
+    assert report.ok, str(report)
     model = one_op([helper.make_node("Pow", ["x", "p"], ["y"])], [3], [3],
                    [tensor("p", np.array([1.0, 2.0, 3.0]))])
-    with pytest.raises(OnnxImportError, match="is not one constant value"):
-        import_onnx(model)
+    agrees(model, {"x": POS[0, :3]})
+
+
+@pytest.mark.parametrize(("xt", "et"), [("int32", "int32"), ("int64", "float32"),
+                                        ("float32", "int64")])
+def test_pow_keeps_the_base_dtype_as_onnx(xt, et):
+    x, e = np.array([1, 2, 3, -2], xt), np.array([4, 5, 2, 3], et)
+    g = gx.GraphBuilder("p")
+    y = g.op("pow", g.input("x", dtype=xt, shape=(4,)), g.input("e", dtype=et, shape=(4,)))
+    g.output(y, "y")
+    got = gx.run(g.build(), {"x": x, "e": e})["y"]
+    assert got.dtype == np.dtype(xt)
+    np.testing.assert_array_equal(got, np.power(x, e).astype(xt))
+
+
+def test_pow_of_an_integer_to_a_negative_integer_is_refused():
+    g = gx.GraphBuilder("p")
+    y = g.op("pow", g.input("x", dtype="int32", shape=(2,)), g.input("e", dtype="int32", shape=(2,)))
+    g.output(y, "y")
+    with pytest.raises(gx.GraphexecError, match="negative int32 exponent"):
+        gx.run(g.build(), {"x": np.array([2, 3], "int32"), "e": np.array([1, -1], "int32")})
 
 
 def test_where_of_a_comparison_is_a_leaky_relu():

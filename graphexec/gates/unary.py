@@ -14,7 +14,7 @@ from pydantic import model_validator
 from graphexec.dtypes import DTYPE_NAMES
 from graphexec.gate import Attrs, Ctx, Gate, Spec
 from graphexec.gates._samples import Sample, away_from_zero, random_shape
-from graphexec.gates._shapes import elementwise
+from graphexec.gates._shapes import elementwise, to_float
 from graphexec.gates.arith import unary_sample
 
 __all__ = ["Abs", "FullLike", "Mish", "PowScalar", "Reciprocal", "Sqrt"]
@@ -75,8 +75,9 @@ class Reciprocal(Gate):
     sample_inputs = staticmethod(_nonzero)
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
+        x = to_float(x)  # an integer x: numpy's float of its dtype, as infer says
         with np.errstate(divide="ignore"):  # 1/0 = inf, as numpy and ONNX
-            ctx.y = np.asarray(x.dtype.type(1) / x) if x.dtype.kind == "f" else 1.0 / x
+            ctx.y = np.asarray(x.dtype.type(1) / x)
         return ctx.y
 
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
@@ -98,10 +99,11 @@ class PowScalar(Gate):
         exponent: float = 2.0
 
     def forward(self, ctx: Ctx, x: np.ndarray) -> np.ndarray:
-        ctx.x, p = x, self.attrs.exponent
+        ctx.x = x = to_float(x)  # an integer x: numpy's float of its dtype, as infer says
+        p = self.attrs.exponent
         if p == 2.0:
             return np.asarray(x * x)
-        return np.asarray(np.power(x, x.dtype.type(p) if x.dtype.kind == "f" else p))
+        return np.asarray(np.power(x, x.dtype.type(p)))
 
     def backward(self, ctx: Ctx, dy: np.ndarray) -> tuple[np.ndarray]:
         x, p = ctx.x, self.attrs.exponent

@@ -34,23 +34,20 @@ def _abs(imp: Importer, node: Any) -> None:
 
 
 def _pow(imp: Importer, node: Any) -> None:
-    """Pow(x, p) with a constant p (one value, or all entries equal and broadcast within x's
-    shape) → pow_scalar; a computed exponent, or an integer x, is refused."""
+    """Pow(x, p): a float x to one constant value p → pow_scalar; anything else (a computed or
+    non-uniform exponent, an integer x) → pow, ONNX's np.power(x, p).astype(x.dtype)."""
     dt = _dtype(imp, node.input[0])
-    if dt is None or dt.kind != "f":
-        raise imp.refuse(node, f"base of dtype {dt}; graphexec's pow_scalar takes floats "
-                               "(ONNX's integer Pow is not mapped)")
-    p = imp.const_input(node, 1, "exponent")
-    if p is None or p.size == 0 or not np.all(p == p.reshape(-1)[0]):
-        raise imp.refuse(node, f"the exponent {node.input[1]!r} is not one constant value; "
-                               "graphexec raises to a constant power only")
+    p = imp.const_input(node, 1, "exponent") if node.input[1] in imp.consts else None
     x_shape = imp.shape(node.input[0])
-    if p.ndim > (len(x_shape) if x_shape is not None else 0):
-        raise imp.refuse(node, f"the exponent of shape {p.shape} would broadcast x to more axes")
-    exponent = float(p.reshape(-1)[0])
-    if not np.isfinite(exponent):
-        raise imp.refuse(node, f"exponent {exponent} is not finite")
-    imp.emit("pow_scalar", [imp.ref(node.input[0])], node.output[0], exponent=exponent)
+    if (dt is not None and dt.kind == "f" and p is not None and p.size > 0
+            and np.all(p == p.reshape(-1)[0]) and np.isfinite(p.reshape(-1)[0])
+            and p.ndim <= (len(x_shape) if x_shape is not None else 0)):
+        imp.emit("pow_scalar", [imp.ref(node.input[0])], node.output[0],
+                 exponent=float(p.reshape(-1)[0]))
+        return
+    if dt is None:
+        raise imp.refuse(node, "the base's dtype is unknown (ONNX shape inference gave none)")
+    imp.emit("pow", [imp.ref(i) for i in node.input[:2]], node.output[0])
 
 
 def _where(imp: Importer, node: Any) -> None:
