@@ -373,6 +373,39 @@ def _argmax(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) ->
             select_last_index=int(n.attrs.get("select_last_index", False)))
 
 
+def _pow_scalar(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    em.node("Pow", [ins[0], em.const(float(n.attrs.get("exponent", 2.0)), dt, f"{n.name}_p")], out)
+
+
+def _mish(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    """Mish from opset 18; before, x · tanh(softplus(x)) (onnxruntime's Softplus-1 is float32
+    only: float64 writes softplus as log(1 + eˣ), which saturates to x where eˣ overflows)."""
+    if em.opset >= 18:
+        em.node("Mish", ins, out)
+        return
+    if dt == np.float64:
+        ex = em.node("Exp", ins, hint=f"{n.name}_exp")
+        one = em.const(1.0, dt, f"{n.name}_one")
+        sp = em.node("Log", [em.node("Add", [ex, one], hint=f"{n.name}_1p")], hint=f"{n.name}_sp")
+    else:
+        sp = em.node("Softplus", ins, hint=f"{n.name}_softplus")
+    em.node("Mul", [ins[0], em.node("Tanh", [sp], hint=f"{n.name}_tanh")], out)
+
+
+_COMPARE = {"greater": "Greater", "less": "Less", "greater_equal": "GreaterOrEqual",
+            "less_equal": "LessOrEqual", "equal": "Equal"}
+
+
+def _compare(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    em.node(_COMPARE[str(n.attrs.get("kind", "greater"))], ins, out)
+
+
+def _full_like(em: Emitter, n: GateCall, ins: list[str], out: str, dt: np.dtype) -> None:
+    """ConstantOfShape(Shape(x)) with the value in the output's dtype."""
+    value = em.onnx.numpy_helper.from_array(np.array([n.attrs.get("value", 0.0)], dt), "value")
+    em.node("ConstantOfShape", [em.node("Shape", ins, hint=f"{n.name}_shape")], out, value=value)
+
+
 #: Built-in op -> how it is written in ONNX.
 EMITTERS: dict[str, Emit] = {
     **{op: _simple(onnx_op) for op, onnx_op in [
@@ -396,6 +429,11 @@ EMITTERS: dict[str, Emit] = {
     "nll_loss": _nll, "layernorm_stat": _layernorm_stat, "erf": _simple("Erf"),
     "onnx_gelu": _gelu, "onnx_softplus": _simple("Softplus"), "hard_sigmoid": _hard(False),
     "hard_swish": _hard(True), "dropout_mask": _dropout_mask, "argmax": _argmax,
+    # the ops of PyTorch exports
+    **{op: _simple(onnx_op) for op, onnx_op in [
+        ("sqrt", "Sqrt"), ("abs", "Abs"), ("reciprocal", "Reciprocal"), ("pow", "Pow"),
+        ("where", "Where")]},
+    "pow_scalar": _pow_scalar, "mish": _mish, "compare": _compare, "full_like": _full_like,
 }
 
 
