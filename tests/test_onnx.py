@@ -260,6 +260,16 @@ def op_graphs(dtype):
         "gather": ([("x", X), ("=i", np.array([[2, 0], [-1, 2]]))], {"axis": 1}),
         "cast": ([("x", X)], {"to": "float64"}),
         "argmax": ([("x", img)], {"axis": -2, "keepdims": False, "select_last_index": True}),
+        # the ops of PyTorch exports
+        "sqrt": ([("x", np.abs(X) + 0.1)], {}),
+        "abs": ([("x", X)], {}),
+        "reciprocal": ([("x", np.abs(X) + 0.5)], {}),
+        "pow": ([("x", np.abs(X) + 0.5), ("v", V)], {}),
+        "pow_scalar": ([("x", X)], {"exponent": 3.0}),
+        "mish": ([("x", X * 4)], {}),
+        "compare": ([("x", X), ("v", V)], {"kind": "less_equal"}),
+        "where": ([("c", X > 0), ("x", X), ("v", V)], {}),
+        "full_like": ([("x", X)], {"value": -1.5}),
 
         "layernorm_stat": ([("x", img)], {"normalized_ndim": 2}),
         "layernorm_stat_inv": ([("x", img)], {"normalized_ndim": 3, "stat": "inv_std_dev",
@@ -276,7 +286,7 @@ def op_graphs(dtype):
                           {"reduction": "none"}),
     })
     base = {"layernorm_stat_inv": "layernorm_stat", "onnx_gelu_tanh": "onnx_gelu",
-            "nll_loss_none": "nll_loss"}
+            "nll_loss_none": "nll_loss", "pow_scalar": "pow_scalar"}
     out = {name: op_graph(dtype, base.get(name, name.split("_scalar")[0].split("_vec")[0]), args,
                           **attrs)
            for name, (args, attrs) in cases.items()}
