@@ -171,9 +171,6 @@ class Executor:
     def _interpret(self, sched: ForwardSchedule, vals: list[Any], ctxs: list[Ctx | None] | None,
                    key: tuple[int, int] | None, keep: bool) -> list[tuple[int, Ctx]]:
         """The forward loop; returns the (node, ctx) pairs that proposed buffer updates."""
-        if ctxs is not None and key is None:  # the common case: evaluation mode, for backward
-            self._interpret_kept(sched, vals, ctxs)
-            return []
         release = repeat(()) if keep else sched.release
         node_keys = self.plan.node_keys
         proposed: list[tuple[int, Ctx]] = []
@@ -202,27 +199,6 @@ class Executor:
         except Exception as e:
             _gate_failed(self.graph, k, "forward", e)
         return proposed
-
-    def _interpret_kept(self, sched: ForwardSchedule, vals: list[Any], ctxs: list[Any]) -> None:
-        """``_interpret`` in evaluation mode keeping every ctx: the same steps with nothing to
-        release and no training key, in the loop that runs on every training step."""
-        new_ctx, array = Ctx, ndarray  # local names: read once per node, not looked up globally
-        k = -1
-        try:
-            for forward, ins, out, k in sched.steps:
-                ctxs[k] = ctx = new_ctx()
-                # Calls spelled out by arity, as in _interpret.
-                n = len(ins)
-                if n == 2:
-                    a, b = ins
-                    y = forward(ctx, vals[a], vals[b])
-                elif n == 1:
-                    y = forward(ctx, vals[ins[0]])
-                else:
-                    y = forward(ctx, *[vals[s] for s in ins])
-                vals[out] = y if type(y) is array else np.asarray(y)
-        except Exception as e:
-            _gate_failed(self.graph, k, "forward", e)
 
     def _apply_updates(self, proposed: list[tuple[int, Ctx]]) -> None:
         """Check every buffer update the gates proposed, then apply them all (or none).
