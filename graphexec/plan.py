@@ -182,10 +182,9 @@ class Plan:
         steps, last = self._back_steps(fwd, requires, set(seeded))
         fresh_only: dict[int, bool] = {}  # leaf slot -> does every gradient sent to it come fresh?
         base = self.node_base
-        lowest = map(min, map(map, repeat(itemgetter(1)), map(attrgetter("targets"), steps + last)))
-        for step in compress(steps + last, map(lt, lowest, repeat(base))):  # reaches a leaf
+        for step in steps + last:
             for _, s in step.targets:
-                if s < base:
+                if s < base:  # a leaf (input or parameter), not a node's output
                     fresh_only[s] = fresh_only.get(s, True) and step.fresh
         foreign = tuple(s in seeded or not fresh_only.get(s, False) for _, s in wrt_slots)
         return BackwardSchedule(tuple(steps + last), wrt_slots, foreign)
