@@ -1,7 +1,8 @@
-"""ONNX → graphexec translators for the network ops: convolution, pooling, normalisation,
-layout, softmax, and the ONNX settings of the older ones (Gemm's transposes, Dropout's modes);
-the losses and activations are in ``translate_loss``, the ops whose operands are shapes, axes or
-bounds (reductions, Squeeze/Unsqueeze, Clip, Slice, Gather, Cast, Reshape) in ``translate_shape``.
+"""ONNX → graphexec translators for the network ops: pooling, normalisation, layout, softmax,
+and the ONNX settings of the older ones (Gemm's transposes, Dropout's modes); Conv is in
+``translate_conv``, the losses and activations in ``translate_loss``, the ops whose operands are
+shapes, axes or bounds (reductions, Squeeze/Unsqueeze, Clip, Slice, Gather, Cast, Reshape) in
+``translate_shape``.
 
 Each maps to a gate that computes the ONNX op exactly, or refuses naming the setting it cannot
 represent. ``TRANSLATORS`` here is ``translate.TRANSLATORS`` plus these; the importer lays
@@ -18,77 +19,17 @@ import numpy as np
 from graphexec.onnx_io.translate import TRANSLATORS as BASIC
 from graphexec.onnx_io.translate import Importer, Translate, f32
 from graphexec.onnx_io.translate_bn import batchnorm_training
+from graphexec.onnx_io.translate_conv import conv
+from graphexec.onnx_io.translate_conv import image as _image
+from graphexec.onnx_io.translate_conv import ints as _ints
+from graphexec.onnx_io.translate_conv import known as _known
+from graphexec.onnx_io.translate_conv import pad_first as _pad_first
+from graphexec.onnx_io.translate_conv import rank as _rank
+from graphexec.onnx_io.translate_conv import spatial as _spatial
 from graphexec.onnx_io.translate_loss import LOSSES_AND_ACTIVATIONS
 from graphexec.onnx_io.translate_pool import Windows, arg_extreme, lowest, window_pool
 
 __all__ = ["TRANSLATORS"]
-
-
-def _ints(imp: Importer, node: Any, key: str, default: list[int]) -> list[int]:
-    return [int(v) for v in imp.attrs(node).get(key, default)]
-
-
-def _known(imp: Importer, node: Any, name: str, what: str = "input") -> tuple[int, ...]:
-    shape = imp.shape(name)
-    if shape is None or any(d is None for d in shape):
-        raise imp.refuse(node, f"the {what} {name!r} has shape {shape}; this mapping needs every "
-                               "dimension known")
-    return tuple(int(d) for d in shape)  # type: ignore[arg-type]
-
-
-def _rank(imp: Importer, node: Any, name: str) -> int:
-    shape = imp.shape(name)
-    if shape is None:
-        raise imp.refuse(node, f"the rank of {name!r} is unknown (ONNX shape inference gave none)")
-    return len(shape)
-
-
-# ---------------------------------------------------------------------------- images
-def _spatial(imp: Importer, node: Any, kernel: list[int], dil: list[int],
-             stride: list[int]) -> tuple[list[int], list[int]]:
-    """ONNX pads [top, left, bottom, right] (auto_pad resolved): (before, after) per axis."""
-    auto = imp.attrs(node).get("auto_pad", "NOTSET")
-    if auto in ("NOTSET", "VALID"):
-        pads = _ints(imp, node, "pads", [0, 0, 0, 0]) if auto == "NOTSET" else [0, 0, 0, 0]
-        return pads[:2], pads[2:]
-    size = _known(imp, node, node.input[0])[2:]
-    before, after = [], []
-    for n, k, d, s in zip(size, kernel, dil, stride):
-        total = max((math.ceil(n / s) - 1) * s + (k - 1) * d + 1 - n, 0)
-        small = total // 2
-        before.append(small if auto == "SAME_UPPER" else total - small)
-        after.append(total - before[-1])
-    return before, after
-
-
-def _image(imp: Importer, node: Any) -> None:
-    if _rank(imp, node, node.input[0]) != 4:
-        raise imp.refuse(node, f"input of rank {_rank(imp, node, node.input[0])}; graphexec's "
-                               "image gates take 2-D images (N, C, H, W)")
-
-
-def _pad_first(imp: Importer, node: Any, x: str, before: list[int], after: list[int],
-               value: float) -> str:
-    pads = [[0, 0], [0, 0]] + [[b, a] for b, a in zip(before, after)]
-    return imp.emit("pad", [x], hint=f"{node.output[0]}_pad", pads=pads, value=value)
-
-
-def _conv(imp: Importer, node: Any) -> None:
-    """Conv → conv2d; asymmetric pads (auto_pad SAME_* on even totals) as a pad node first."""
-    _image(imp, node)
-    w = imp.shape(node.input[1])
-    known = [int(d) for d in w[2:] if d is not None] if w else []
-    kernel = _ints(imp, node, "kernel_shape", known if w and len(known) == len(w) - 2 else [])
-    if len(kernel) != 2:
-        raise imp.refuse(node, "the kernel shape is unknown")
-    dil, stride = _ints(imp, node, "dilations", [1, 1]), _ints(imp, node, "strides", [1, 1])
-    before, after = _spatial(imp, node, kernel, dil, stride)
-    x = imp.ref(node.input[0])
-    if before != after:
-        x, before = _pad_first(imp, node, x, before, after, 0.0), [0, 0]
-    ins = [x] + [imp.ref(i) for i in node.input[1:] if i]
-    imp.emit("conv2d", ins, node.output[0], stride=stride, padding=before, dilation=dil,
-             groups=int(imp.attrs(node).get("group", 1)))
 
 
 def _pool(op: str) -> Translate:
@@ -404,7 +345,7 @@ def _identity(imp: Importer, node: Any) -> None:
 #: ONNX op (default domain) -> translator: the basic table and the network ops.
 TRANSLATORS: dict[str, Translate] = {
     **BASIC,
-    "Conv": _conv, "MaxPool": _pool("max_pool2d"), "AveragePool": _pool("avg_pool2d"),
+    "Conv": conv, "MaxPool": _pool("max_pool2d"), "AveragePool": _pool("avg_pool2d"),
     "GlobalAveragePool": _global_avg, "ArgMax": arg_extreme("ArgMax"),
     "ArgMin": arg_extreme("ArgMin"), "BatchNormalization": _batchnorm,
     "LayerNormalization": _layernorm, "Transpose": _transpose, "Concat": _concat,
