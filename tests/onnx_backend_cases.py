@@ -28,7 +28,8 @@ from graphexec.onnx_io import SUPPORTED_OPS, OnnxImportError
 #: ONNX op -> the generator module of its node tests (where it is not the op's lower-cased name).
 MODULES = {"BatchNormalization": "batch_normalization",
            "SoftmaxCrossEntropyLoss": "softmax_cross_entropy_loss", "Max": "max",
-           "GreaterOrEqual": "greater_or_equal", "LessOrEqual": "less_or_equal"}
+           "GreaterOrEqual": "greater_or_equal", "LessOrEqual": "less_or_equal",
+           "InstanceNormalization": "instance_normalization"}
 RTOL, ATOL = 1e-4, 1e-5
 #: Tests whose expected outputs onnx types as 4-decimal literals: atol half a unit of the 4th.
 ROUNDED = {"test_averagepool_2d_ceil_last_window_starts_on_pad": 5e-5 + 1e-6}

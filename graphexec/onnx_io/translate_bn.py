@@ -12,6 +12,10 @@ Y is x transposed to (C, N, D1, ...), flattened to (C, M), normalised over its l
 laid back out; its gradient flows through the batch statistics (layernorm's backward). The
 running statistics are ``reduce_mean`` over the same axes times constant momentum multipliers.
 Only the outputs that are used (or are graph outputs) are built.
+
+InstanceNormalization (PyTorch's ``nn.InstanceNorm*`` and ``nn.GroupNorm`` exports) is the same
+normalisation per (sample, channel) over the spatial axes: x reshaped to (N·C, D1·D2·…),
+``layernorm`` over the last axis, reshaped back, times scale and plus B as (C, 1, …) columns.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import numpy as np
 
 from graphexec.onnx_io.translate import Importer, f32
 
-__all__ = ["batchnorm_training"]
+__all__ = ["batchnorm_training", "instance_norm"]
 
 NAMES = ("X", "scale", "B", "input_mean", "input_var")
 
@@ -112,3 +116,32 @@ def _running(imp: Importer, node: Any, k: int, dt: np.dtype[Any], momentum: floa
     old = imp.emit("mul", [imp.buffer_of(node.input[k + 2]), keep], hint=f"{out}_kept")
     new = imp.emit("mul", [stat, take], hint=f"{out}_taken")
     imp.emit("add", [old, new], out)
+
+
+def instance_norm(imp: Importer, node: Any) -> None:
+    """InstanceNormalization: y = scale · (x - μ) / √(σ² + epsilon) + B, μ and σ² per sample
+    and channel over the spatial axes (see the module docstring)."""
+    x, out = node.input[0], node.output[0]
+    shape, dt = imp.shape(x), imp.dtype(x)
+    if shape is None or len(shape) < 3 or any(d is None for d in shape[1:]):
+        raise imp.refuse(node, f"input of shape {shape}; graphexec needs (N, C, D1, ...) with "
+                               "every size but the batch known")
+    if dt is None or dt.kind != "f":
+        raise imp.refuse(node, f"input of dtype {dt}; InstanceNormalization takes floats")
+    c, *rest = (int(d) for d in shape[1:])  # type: ignore[arg-type]
+    for i in (1, 2):
+        if tuple(imp.shape(node.input[i]) or ()) != (c,):
+            raise imp.refuse(node, f"{('scale', 'B')[i - 1]} {node.input[i]!r} has shape "
+                                   f"{imp.shape(node.input[i])}, expected ({c},) (one per channel)")
+    m = math.prod(rest)
+    rows = imp.emit("reshape", [imp.ref(x)], hint=f"{out}_rows", shape=[-1, m])
+    ones = imp.param(f"{out}_ones", np.ones(m, dt), made_up=True)
+    zeros = imp.param(f"{out}_zeros", np.zeros(m, dt), made_up=True)
+    eps = f32(imp.attrs(node).get("epsilon", 1e-5))
+    xhat = imp.emit("layernorm", [rows, ones, zeros], hint=f"{out}_xhat", normalized_ndim=1,
+                    eps=eps)
+    xhat = imp.emit("reshape", [xhat], hint=f"{out}_xhat_nc", shape=[-1, c, *rest])
+    col = [c] + [1] * len(rest)
+    scale, bias = (imp.emit("reshape", [imp.ref(node.input[i])], hint=f"{out}_col{i}", shape=col)
+                   for i in (1, 2))
+    imp.emit("add", [imp.emit("mul", [xhat, scale], hint=f"{out}_scaled"), bias], out)

@@ -18,7 +18,7 @@ import numpy as np
 
 from graphexec.onnx_io.translate import TRANSLATORS as BASIC
 from graphexec.onnx_io.translate import Importer, Translate, f32
-from graphexec.onnx_io.translate_bn import batchnorm_training
+from graphexec.onnx_io.translate_bn import batchnorm_training, instance_norm
 from graphexec.onnx_io.translate_conv import conv
 from graphexec.onnx_io.translate_conv import image as _image
 from graphexec.onnx_io.translate_conv import ints as _ints
@@ -348,6 +348,7 @@ TRANSLATORS: dict[str, Translate] = {
     "Conv": conv, "MaxPool": _pool("max_pool2d"), "AveragePool": _pool("avg_pool2d"),
     "GlobalAveragePool": _global_avg, "ArgMax": arg_extreme("ArgMax"),
     "ArgMin": arg_extreme("ArgMin"), "BatchNormalization": _batchnorm,
+    "InstanceNormalization": instance_norm,
     "LayerNormalization": _layernorm, "Transpose": _transpose, "Concat": _concat,
     "Flatten": _flatten, "Softmax": _softmax("softmax"), "LogSoftmax": _softmax("log_softmax"),
     "Dropout": _dropout,

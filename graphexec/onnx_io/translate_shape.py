@@ -22,7 +22,8 @@ from graphexec.onnx_io.translate import _reshape as _reshape_basic
 __all__ = ["TRANSLATORS"]
 
 #: The opset from which each reduction takes its axes as input #2 instead of an attribute.
-AXES_INPUT_FROM = {"ReduceSum": 13, "ReduceMean": 18, "ReduceMax": 18}
+AXES_INPUT_FROM = {"ReduceSum": 13, "ReduceMean": 18, "ReduceMax": 18, "ReduceSumSquare": 18,
+                   "ReduceL2": 18}
 
 
 def _ints(v: Any) -> list[int]:
@@ -46,27 +47,36 @@ def _rank(imp: Importer, node: Any) -> int:
     return len(shape)
 
 
-def _reduce(op: str) -> Translate:
+def _reduce(op: str, square: bool = False, root: bool = False) -> Translate:
     """ReduceSum / ReduceMean / ReduceMax → reduce_sum / reduce_mean / reduce_max: no axes
-    reduces every axis, unless noop_with_empty_axes=1 (then the identity)."""
+    reduces every axis, unless noop_with_empty_axes=1 (then the identity). ReduceSumSquare is
+    reduce_sum of ``square`` (x²), ReduceL2 its ``sqrt`` (floats only: ONNX would truncate an
+    integer root)."""
     def tr(imp: Importer, node: Any) -> None:
-        a = imp.attrs(node)
+        a, out, x = imp.attrs(node), node.output[0], imp.ref(node.input[0])
         axes = _axes(imp, node, AXES_INPUT_FROM[node.op_type])
         if not axes and a.get("noop_with_empty_axes", 0):
-            imp.emit("reduce_" + op, [imp.ref(node.input[0])], node.output[0], axes=[],
-                     keepdims=True)
+            imp.emit("reduce_" + op, [x], out, axes=[], keepdims=True)  # ONNX: x unchanged
             return
         keep = bool(a.get("keepdims", 1))
         rank = _rank(imp, node) if axes else None
         if rank is not None and any(not -rank <= v < rank for v in axes or ()):
             raise imp.refuse(node, f"axes {axes} are out of range for rank {rank}")
-        every = not axes or (rank is not None and len({v % rank for v in axes}) == rank)
         dt = imp.dtype(node.input[0])
+        if root and (dt is None or dt.kind != "f"):
+            raise imp.refuse(node, f"input of dtype {dt}; graphexec takes ReduceL2 of floats "
+                                   "(ONNX casts an integer root back, truncating it)")
+        if square:
+            x = imp.emit("square", [x], hint=f"{out}_square")
+        y = None if root else out
+        every = not axes or (rank is not None and len({v % rank for v in axes}) == rank)
         if every and not keep and op in ("sum", "mean") and dt is not None and dt.kind == "f":
-            imp.emit(op, [imp.ref(node.input[0])], node.output[0])  # the scalar gate
-            return
-        imp.emit("reduce_" + op, [imp.ref(node.input[0])], node.output[0],
-                 axes=axes or None, keepdims=keep)
+            y = imp.emit(op, [x], y, hint=f"{out}_sum")  # the scalar gate
+        else:
+            y = imp.emit("reduce_" + op, [x], y, hint=f"{out}_sum", axes=axes or None,
+                         keepdims=keep)
+        if root:
+            imp.emit("sqrt", [y], out)
     return tr
 
 
@@ -212,7 +222,9 @@ def _arity(tr: Translate, least: int) -> Translate:
 #: ONNX op (default domain) -> translator, for the ops whose operands are shapes or axes.
 TRANSLATORS: dict[str, Translate] = {
     "ReduceSum": _arity(_reduce("sum"), 1), "ReduceMean": _arity(_reduce("mean"), 1),
-    "ReduceMax": _arity(_reduce("max"), 1), "Squeeze": _arity(_squeeze, 1),
+    "ReduceMax": _arity(_reduce("max"), 1),
+    "ReduceSumSquare": _arity(_reduce("sum", square=True), 1),
+    "ReduceL2": _arity(_reduce("sum", square=True, root=True), 1), "Squeeze": _arity(_squeeze, 1),
     "Unsqueeze": _arity(_unsqueeze, 1), "Clip": _arity(_clip, 1), "Slice": _arity(_slice, 1),
     "Gather": _arity(_gather, 2), "Cast": _arity(_cast, 1), "Reshape": _arity(_reshape_basic, 2),
 }
